@@ -1,0 +1,114 @@
+"""The one async interface every engine (in-process vLLM, remote OpenAI-compatible, scripted) offers.
+
+An engine serves one model. `generate` streams `SampleDelta`s for the `n` samples of one request;
+the last delta of each sample carries its `finish_reason`. Cancelling the consuming task, or closing
+the iterator, aborts the request on the engine: callers never have to call `abort` themselves for
+that, it exists for out-of-band cancellation (e.g. a server shutting down).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+import msgspec
+
+MessageRole = Literal["system", "user", "assistant"]
+
+
+class ChatMessage(msgspec.Struct, frozen=True):
+    role: MessageRole
+    content: str
+
+
+class SamplingParams(msgspec.Struct, frozen=True):
+    """Decoding parameters of one request; `n` samples share the prompt (one prefill)."""
+
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    n: int = 1
+
+
+class SampleDelta(msgspec.Struct, frozen=True):
+    """New text of sample `index`. Token counts are cumulative for the sample so far."""
+
+    index: int
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    finish_reason: str | None = None
+
+
+class Sample(msgspec.Struct, frozen=True):
+    index: int
+    text: str
+    output_tokens: int
+    finish_reason: str
+
+
+class GenerationResult(msgspec.Struct, frozen=True):
+    samples: tuple[Sample, ...]
+    prompt_tokens: int
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(s.output_tokens for s in self.samples)
+
+
+class EngineError(RuntimeError):
+    """An engine could not serve a request (bad request, engine dead, remote error)."""
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """An LLM engine for one model."""
+
+    @property
+    def model(self) -> str:
+        """The pool name of the model this engine serves."""
+        ...
+
+    async def start(self) -> None:
+        """Load the model / open connections. Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Release everything; in-flight requests are aborted."""
+        ...
+
+    def generate(
+        self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
+    ) -> AsyncIterator[SampleDelta]:
+        """Stream the samples of one request."""
+        ...
+
+    async def abort(self, request_id: str) -> None:
+        """Abort a request that is in flight; unknown ids are ignored."""
+        ...
+
+    async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Prompt tokens these messages take once templated for this model."""
+        ...
+
+
+async def collect(
+    engine: Engine, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
+) -> GenerationResult:
+    """Run a request to completion and assemble its samples."""
+    texts: dict[int, list[str]] = {i: [] for i in range(params.n)}
+    tokens: dict[int, int] = dict.fromkeys(range(params.n), 0)
+    reasons: dict[int, str] = {}
+    prompt_tokens = 0
+    async for delta in engine.generate(request_id, messages, params):
+        texts[delta.index].append(delta.text)
+        tokens[delta.index] = delta.output_tokens
+        prompt_tokens = delta.prompt_tokens
+        if delta.finish_reason is not None:
+            reasons[delta.index] = delta.finish_reason
+    samples = tuple(
+        Sample(i, "".join(texts[i]), tokens[i], reasons.get(i, "abort")) for i in range(params.n)
+    )
+    return GenerationResult(samples=samples, prompt_tokens=prompt_tokens)

@@ -1,0 +1,137 @@
+"""The graph artifact: the contract between the optimizer (which writes it) and the server (which runs it).
+
+Everything the server needs to run a graph for a task is in here (models, topology, role prompts,
+decoding), so serving needs no task code. Loading goes through `tts_opt.graph.io.load_artifact`,
+which validates completely; constructing these Structs directly does no graph-level checks.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+Role = Literal["assistant", "fuser"]
+BudgetUnit = Literal["flops", "usd"]
+
+
+class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A pool model as the cost model sees it.
+
+    `params` is M (non-embedding parameters), `layers` is L, `hidden` is D. Prices are optional and
+    only needed for a dollar budget.
+    """
+
+    name: str
+    params: float
+    layers: int
+    hidden: int
+    usd_per_input_token: float | None = None
+    usd_per_output_token: float | None = None
+
+
+class Node(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One LLM call: a pool model in a role."""
+
+    id: str
+    model: str
+    role: Role
+
+
+class RoleTemplates(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-task prompts for each role.
+
+    Placeholders are replaced literally (no `str.format`), so prompts may contain braces, e.g. LaTeX:
+    `{question}` is the user's question, `{references}` the predecessors' answers, each rendered with
+    `reference` (`{index}`, `{answer}`) and joined with `reference_separator`.
+    """
+
+    system: str = ""
+    assistant: str = "{question}"
+    assistant_with_references: str = (
+        "{question}\n\nHere are answers from other assistants:\n\n{references}\n\n"
+        "Check them critically and write your own improved, complete answer."
+    )
+    fuser: str = (
+        "{question}\n\nHere are candidate answers:\n\n{references}\n\n"
+        "Compare them, resolve disagreements and write one final, consolidated answer."
+    )
+    reference: str = "Answer {index}:\n{answer}"
+    reference_separator: str = "\n\n"
+
+
+class Decoding(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Decoding parameters every node of the graph uses."""
+
+    max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A compute budget. For `flops` the value is in budget units (one d=0 inference of the
+    smallest pool model on the task); for `usd` it is dollars per query."""
+
+    value: float
+    unit: BudgetUnit = "flops"
+
+
+class TaskLengths(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Average prompt (A) and answer (B) lengths in tokens, the inputs of the cost model."""
+
+    prompt_tokens: float
+    output_tokens: float
+
+
+class Accuracy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A measured accuracy with its sample size and 95% confidence interval."""
+
+    split: str
+    value: float
+    n: int
+    ci_low: float
+    ci_high: float
+
+
+class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Measured end-to-end latency of the graph in seconds."""
+
+    p50_s: float
+    p95_s: float
+    n: int
+
+
+class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How the artifact was made."""
+
+    method: str = "manual"
+    seed: int | None = None
+    iterations: int | None = None
+    agent_model: str | None = None
+    dataset_hashes: dict[str, str] = {}
+    tool_version: str = ""
+    created_at: str = ""
+
+
+class GraphArtifact(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A saved collaboration graph for one task and budget."""
+
+    schema_version: int
+    task: str
+    budget: Budget
+    task_lengths: TaskLengths
+    models: tuple[ModelSpec, ...]
+    nodes: tuple[Node, ...]
+    edges: tuple[tuple[str, str], ...]
+    sink: str
+    templates: RoleTemplates = RoleTemplates()
+    decoding: Decoding = Decoding()
+    accuracy: tuple[Accuracy, ...] = ()
+    latency: Latency | None = None
+    flops: float | None = None
+    provenance: Provenance = Provenance()
+    description: str = ""
