@@ -1,4 +1,4 @@
-"""The one async interface every engine (in-process vLLM, remote OpenAI-compatible, scripted) offers.
+"""The one async interface of every engine: in-process vLLM, remote OpenAI-compatible, scripted.
 
 An engine serves one model. `generate` streams `SampleDelta`s for the `n` samples of one request;
 the last delta of each sample carries its `finish_reason`. Cancelling the consuming task, or closing

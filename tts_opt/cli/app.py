@@ -1,0 +1,128 @@
+"""The `tts-opt` command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tts_opt.cli.display import console
+from tts_opt.cli.graph_commands import budget, graph_app
+
+app = typer.Typer(
+    name="tts-opt",
+    help="Optimize and serve multi-LLM collaboration graphs (test-time compute-optimal scaling).",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+models_app = typer.Typer(help="Provision the models the embedded default runs on.")
+app.add_typer(models_app, name="models")
+
+DEMO_GRAPH = Path(__file__).resolve().parents[1] / "data" / "graphs" / "demo-gsm8k.json"
+DEMO_PROMPT = (
+    "A baker makes 24 muffins. She sells 3/4 of them in the morning and half of the rest in the "
+    "afternoon. How many muffins are left?"
+)
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+@models_app.command("pull")
+def models_pull(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to pull (default: all).")
+    ] = None,
+) -> None:
+    """Assemble, check and convert the embedded models into the local cache (idempotent)."""
+    from tts_opt.models import ModelError, pull
+
+    try:
+        with console.status("pulling models") as status:
+            paths = pull(names or None, progress=lambda msg: status.update(msg))
+    except ModelError as exc:
+        raise _fail(str(exc)) from exc
+    for name, path in paths.items():
+        console.print(f"[green]ready[/] {name}: {path}")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the embedded models and whether they are in the cache."""
+    from tts_opt.models import EMBEDDED_MODELS, ModelError, resolve
+
+    for name in EMBEDDED_MODELS:
+        try:
+            where = str(resolve(name))
+        except ModelError:
+            where = "not pulled"
+        console.print(f"{name}: {where}")
+
+
+def _load_pool(engines: Path | None):
+    from tts_opt.engines.pool import PoolConfig, PoolConfigError, load_pool_config
+
+    if engines is None:
+        return PoolConfig()
+    try:
+        return load_pool_config(engines)
+    except (OSError, PoolConfigError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _load_graph(path: Path):
+    from tts_opt.graph.errors import GraphError
+    from tts_opt.graph.io import load_artifact
+
+    try:
+        return load_artifact(path)
+    except (OSError, GraphError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command("run")
+def run(
+    graph: Annotated[Path, typer.Option(help="Graph artifact (JSON).")],
+    prompt: Annotated[str, typer.Option(help="The user message to answer.")],
+    engines: Annotated[
+        Path | None, typer.Option(help="Engine pool config (JSON/TOML); default: embedded models.")
+    ] = None,
+    trace_out: Annotated[Path | None, typer.Option(help="Also write the trace as JSON.")] = None,
+) -> None:
+    """Run a graph once on real engines and print the answer and the trace."""
+    from tts_opt.cli.run_command import run_sync, write_trace
+    from tts_opt.engines.base import EngineError
+    from tts_opt.models import ModelError
+    from tts_opt.runtime.executor import RunError
+
+    artifact = _load_graph(graph)
+    try:
+        finished = run_sync(artifact, prompt, _load_pool(engines))
+    except (EngineError, ModelError, RunError) as exc:
+        raise _fail(str(exc)) from exc
+    if trace_out is not None:
+        write_trace(finished.trace, trace_out)
+
+
+@app.command("quickstart")
+def quickstart() -> None:
+    """The main job on the embedded default: pull the models, then run a multi-node graph."""
+    console.rule("1/2 models")
+    models_pull(None)
+    console.rule("2/2 run a graph (3 assistants + fuser over Gemma and Qwen)")
+    run(graph=DEMO_GRAPH, prompt=DEMO_PROMPT, engines=None, trace_out=None)
+
+
+app.add_typer(graph_app, name="graph")
+app.command("budget")(budget)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""An engine behind any OpenAI-compatible chat endpoint: a remote `vllm serve`, another tts-opt,
+or a provider. This is also how engines on other machines join a deployment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Sequence
+
+import msgspec
+import openai
+
+from tts_opt.engines.base import ChatMessage, EngineError, SampleDelta, SamplingParams
+
+
+class OpenAIEngineConfig(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="openai", tag_field="kind"
+):
+    """`model` is the pool name; `served_model` the name the endpoint knows (default: `model`)."""
+
+    model: str
+    base_url: str
+    served_model: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = 600.0
+    max_retries: int = 2
+
+
+class OpenAIEngine:
+    """Streams chat completions from an OpenAI-compatible server.
+
+    Closing the stream closes the HTTP connection, which is how vLLM's server learns to abort.
+    """
+
+    def __init__(self, config: OpenAIEngineConfig) -> None:
+        self.config = config
+        self._client: openai.AsyncOpenAI | None = None
+        self._streams: dict[str, openai.AsyncStream] = {}
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    def _api_key(self) -> str:
+        if self.config.api_key_env is None:
+            return "none"
+        key = os.environ.get(self.config.api_key_env)
+        if not key:
+            raise EngineError(
+                f"engine {self.model!r}: environment variable {self.config.api_key_env} is not set"
+            )
+        return key
+
+    async def start(self) -> None:
+        if self._client is None:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.config.base_url,
+                api_key=self._api_key(),
+                timeout=self.config.timeout_s,
+                max_retries=self.config.max_retries,
+            )
+
+    async def close(self) -> None:
+        for stream in list(self._streams.values()):
+            await stream.close()
+        self._streams.clear()
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        """Approximation: remote endpoints have no standard tokenize route; usage is exact."""
+        return sum(len(m.content) for m in messages) // 4
+
+    async def abort(self, request_id: str) -> None:
+        stream = self._streams.pop(request_id, None)
+        if stream is not None:
+            await stream.close()
+
+    async def generate(
+        self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
+    ) -> AsyncIterator[SampleDelta]:
+        await self.start()
+        assert self._client is not None
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self.config.served_model or self.config.model,
+                messages=[{"role": m.role, "content": m.content} for m in messages],
+                max_tokens=params.max_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed,
+                stop=list(params.stop) or None,
+                n=params.n,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        except openai.OpenAIError as exc:
+            raise EngineError(f"engine {self.model!r}: {exc}") from exc
+        self._streams[request_id] = stream
+        # Servers report token usage only at the end; counts per sample until then are chunk counts.
+        chunks = dict.fromkeys(range(params.n), 0)
+        finished: dict[int, str] = {}
+        try:
+            async for chunk in stream:
+                for choice in chunk.choices:
+                    text = choice.delta.content or ""
+                    if text:
+                        chunks[choice.index] += 1
+                        yield SampleDelta(choice.index, text, 0, chunks[choice.index])
+                    if choice.finish_reason:
+                        finished[choice.index] = choice.finish_reason
+                if chunk.usage is not None:
+                    per_sample = _split_evenly(chunk.usage.completion_tokens, params.n)
+                    for index in range(params.n):
+                        yield SampleDelta(
+                            index,
+                            "",
+                            chunk.usage.prompt_tokens,
+                            per_sample[index],
+                            finished.get(index, "stop"),
+                        )
+                    return
+            for index in range(params.n):  # the server sent no usage chunk
+                yield SampleDelta(index, "", 0, chunks[index], finished.get(index, "stop"))
+        except openai.OpenAIError as exc:
+            raise EngineError(f"engine {self.model!r}: {exc}") from exc
+        finally:
+            self._streams.pop(request_id, None)
+            await stream.close()
+
+
+def _split_evenly(total: int, parts: int) -> list[int]:
+    """The usage chunk sums all samples; attribute it evenly (exact for n=1)."""
+    base, rest = divmod(total, parts)
+    return [base + (1 if i < rest else 0) for i in range(parts)]

@@ -1,0 +1,90 @@
+"""Which engine serves which pool model, and the lifecycle of those engines.
+
+A pool config (JSON or TOML) lists engines; each names the pool model it serves and how: `vllm`
+(in-process, co-hosted) or `openai` (remote OpenAI-compatible URL). A model that the config does not
+name but that is one of the embedded models runs in-process from the local model cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import msgspec
+
+from tts_opt.engines.base import Engine
+from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
+from tts_opt.engines.vllm_config import VllmEngineConfig
+
+EngineConfig = VllmEngineConfig | OpenAIEngineConfig
+
+
+class PoolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    engines: tuple[EngineConfig, ...] = ()
+
+
+class PoolConfigError(ValueError):
+    """A pool config file is malformed; the message names the file and the field."""
+
+
+def load_pool_config(path: Path) -> PoolConfig:
+    data = path.read_bytes()
+    try:
+        if path.suffix == ".toml":
+            config = msgspec.toml.decode(data, type=PoolConfig)
+        else:
+            config = msgspec.json.decode(data, type=PoolConfig)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise PoolConfigError(f"{path}: {exc}") from exc
+    names = [e.model for e in config.engines]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise PoolConfigError(f"{path}: model(s) {', '.join(duplicates)} configured twice")
+    return config
+
+
+def build_engine(config: EngineConfig) -> Engine:
+    if isinstance(config, OpenAIEngineConfig):
+        return OpenAIEngine(config)
+    from tts_opt.engines.vllm_engine import VllmEngine  # imports vllm: only when one is used
+
+    return VllmEngine(config)
+
+
+def embedded_engine_config(model: str) -> VllmEngineConfig:
+    """In-process engine for an embedded model, with the defaults tuned for small CPU machines."""
+    from tts_opt.models import resolve
+
+    return VllmEngineConfig(model=model, path=str(resolve(model)))
+
+
+class EnginePool:
+    """Starts the engines a set of models needs and closes them together."""
+
+    def __init__(self, config: PoolConfig = PoolConfig()) -> None:
+        self.config = config
+        self.engines: dict[str, Engine] = {}
+
+    def engine_configs(self, models: Iterable[str]) -> list[EngineConfig]:
+        configured = {e.model: e for e in self.config.engines}
+        return [configured.get(m) or embedded_engine_config(m) for m in dict.fromkeys(models)]
+
+    async def start(
+        self, models: Iterable[str], on_start: Callable[[str], None] | None = None
+    ) -> dict[str, Engine]:
+        """Start one engine per model, one after another (loading in parallel only fights for
+        the same cores and memory bandwidth)."""
+        for config in self.engine_configs(models):
+            if config.model in self.engines:
+                continue
+            if on_start is not None:
+                on_start(config.model)
+            engine = build_engine(config)
+            await engine.start()
+            self.engines[config.model] = engine
+        return self.engines
+
+    async def close(self) -> None:
+        for engine in self.engines.values():
+            await engine.close()
+        self.engines.clear()

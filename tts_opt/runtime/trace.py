@@ -1,0 +1,61 @@
+"""What one graph run reports: per-node timings, tokens and FLOPs, and the summed usage."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+NodeStatus = Literal["ok", "failed", "cancelled"]
+
+
+class NodeTrace(msgspec.Struct, frozen=True):
+    """Times are seconds since the run started: `ready_s` when its inputs were complete (it was
+    queued), `start_s` when its engine request was sent, `first_token_s` and `end_s`."""
+
+    node: str
+    model: str
+    role: str
+    status: NodeStatus
+    ready_s: float
+    start_s: float
+    first_token_s: float | None
+    end_s: float
+    prompt_tokens: int
+    output_tokens: int
+    flops: float
+    attempts: int
+    batch_size: int
+    error: str | None = None
+
+
+class Usage(msgspec.Struct, frozen=True):
+    """Token usage summed over every engine request of the run (OpenAI's meaning: a request with
+    `n` samples counts its prompt once)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+class RunTrace(msgspec.Struct, frozen=True):
+    request_id: str
+    nodes: tuple[NodeTrace, ...]
+    usage: Usage
+    flops: float
+    total_s: float
+    engine_s: float
+
+    @property
+    def overhead_s(self) -> float:
+        """Wall time not covered by any engine request: the orchestration's own cost."""
+        return max(0.0, self.total_s - self.engine_s)
