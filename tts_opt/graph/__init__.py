@@ -1,0 +1,87 @@
+"""The graph artifact: schema, validation, cost model, I/O and rendering (DESIGN sections 1, 2)."""
+
+from tts_opt.graph.cost import (
+    budget_unit_flops,
+    cost_in_budget_unit,
+    graph_cost_units,
+    graph_cost_usd,
+    graph_flops,
+    node_flops,
+    node_flops_measured,
+    reference_graph_budget,
+    smallest_model,
+)
+from tts_opt.graph.errors import GraphError, GraphvizMissingError
+from tts_opt.graph.io import decode_artifact, dumps_artifact, load_artifact, save_artifact
+from tts_opt.graph.models import KNOWN_MODELS, PAPER_TASK_LENGTHS, known_model, spec_from_config
+from tts_opt.graph.render import render_image, to_dot, to_mermaid, to_text
+from tts_opt.graph.schema import (
+    SCHEMA_VERSION,
+    Accuracy,
+    Budget,
+    Decoding,
+    GraphArtifact,
+    Latency,
+    ModelSpec,
+    Node,
+    Provenance,
+    RoleTemplates,
+    TaskLengths,
+)
+from tts_opt.graph.topology import (
+    active_nodes,
+    ancestors_of,
+    find_cycle,
+    predecessor_map,
+    predecessors,
+    successor_map,
+    topological_levels,
+    topological_order,
+)
+from tts_opt.graph.validate import validate
+
+__all__ = [
+    "KNOWN_MODELS",
+    "PAPER_TASK_LENGTHS",
+    "SCHEMA_VERSION",
+    "Accuracy",
+    "Budget",
+    "Decoding",
+    "GraphArtifact",
+    "GraphError",
+    "GraphvizMissingError",
+    "Latency",
+    "ModelSpec",
+    "Node",
+    "Provenance",
+    "RoleTemplates",
+    "TaskLengths",
+    "active_nodes",
+    "ancestors_of",
+    "budget_unit_flops",
+    "cost_in_budget_unit",
+    "decode_artifact",
+    "dumps_artifact",
+    "find_cycle",
+    "graph_cost_units",
+    "graph_cost_usd",
+    "graph_flops",
+    "known_model",
+    "load_artifact",
+    "node_flops",
+    "node_flops_measured",
+    "predecessor_map",
+    "predecessors",
+    "reference_graph_budget",
+    "render_image",
+    "save_artifact",
+    "smallest_model",
+    "spec_from_config",
+    "successor_map",
+    "to_dot",
+    "to_mermaid",
+    "to_text",
+    "topological_levels",
+    "topological_order",
+    "validate",
+]

@@ -1,4 +1,5 @@
-"""The graph artifact: the contract between the optimizer (which writes it) and the server (which runs it).
+"""The graph artifact: the contract between the optimizer (which writes it) and the server (which
+runs it).
 
 Everything the server needs to run a graph for a task is in here (models, topology, role prompts,
 decoding), so serving needs no task code. Loading goes through `tts_opt.graph.io.load_artifact`,
@@ -43,9 +44,9 @@ class Node(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RoleTemplates(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Per-task prompts for each role.
 
-    Placeholders are replaced literally (no `str.format`), so prompts may contain braces, e.g. LaTeX:
-    `{question}` is the user's question, `{references}` the predecessors' answers, each rendered with
-    `reference` (`{index}`, `{answer}`) and joined with `reference_separator`.
+    Placeholders are replaced literally (no `str.format`), so prompts may contain braces, e.g.
+    LaTeX: `{question}` is the user's question, `{references}` the predecessors' answers, each
+    rendered with `reference` (`{index}`, `{answer}`) and joined with `reference_separator`.
     """
 
     system: str = ""
@@ -118,7 +119,12 @@ class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class GraphArtifact(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """A saved collaboration graph for one task and budget."""
+    """A saved collaboration graph for one task and budget.
+
+    `models` is the whole pool the budget refers to: its smallest model defines the budget unit,
+    so keep it even when no node uses it. `flops` is the graph's cost in raw FLOPs
+    (`tts_opt.graph.cost.graph_flops`); loading checks it against the cost model.
+    """
 
     schema_version: int
     task: str

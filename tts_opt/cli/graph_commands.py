@@ -1,0 +1,143 @@
+"""CLI commands on graph artifacts: `graph show`, `graph validate` and `budget`.
+
+`graph_app` and `budget` are mounted into the main `tts-opt` app by `tts_opt.cli.app`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tts_opt.graph import (
+    PAPER_TASK_LENGTHS,
+    GraphArtifact,
+    GraphError,
+    GraphvizMissingError,
+    ModelSpec,
+    cost_in_budget_unit,
+    known_model,
+    load_artifact,
+    node_flops,
+    reference_graph_budget,
+    render_image,
+    spec_from_config,
+    to_dot,
+    to_mermaid,
+    to_text,
+)
+
+graph_app = typer.Typer(help="Inspect and check graph artifacts.", no_args_is_help=True)
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Format(StrEnum):
+    text = "text"
+    mermaid = "mermaid"
+    dot = "dot"
+
+
+_RENDERERS = {Format.text: to_text, Format.mermaid: to_mermaid, Format.dot: to_dot}
+
+
+def _load_or_exit(file: Path) -> GraphArtifact:
+    """Load an artifact, or print why not to stderr and exit with status 1."""
+    try:
+        return load_artifact(file)
+    except (GraphError, OSError) as exc:
+        _err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+
+
+@graph_app.command()
+def show(
+    file: Annotated[Path, typer.Argument(help="Graph artifact (JSON).")],
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.text,
+    image: Annotated[
+        Path | None, typer.Option("--image", help="Also draw the graph to a .png/.svg file.")
+    ] = None,
+) -> None:
+    """Print an artifact as a text summary, Mermaid or Graphviz DOT."""
+    artifact = _load_or_exit(file)
+    typer.echo(_RENDERERS[fmt](artifact), nl=False)
+    if image is not None:
+        try:
+            render_image(artifact, image)
+        except GraphvizMissingError as exc:
+            _err.print(f"note: no image written: {exc}", markup=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            _err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from exc
+        else:
+            _err.print(f"wrote {image}", markup=False)
+
+
+@graph_app.command("validate")
+def validate_command(
+    file: Annotated[Path, typer.Argument(help="Graph artifact (JSON).")],
+) -> None:
+    """Check an artifact completely; exit status 1 with the problem on stderr if it is bad."""
+    artifact = _load_or_exit(file)
+    unit = "$" if artifact.budget.unit == "usd" else "units"
+    _out.print(
+        f"ok: {file}: task {artifact.task}, {len(artifact.nodes)} nodes, cost "
+        f"{cost_in_budget_unit(artifact):.4g} of budget {artifact.budget.value:.4g} {unit}",
+        markup=False,
+    )
+
+
+def _model_spec(name: str) -> ModelSpec:
+    """A paper model by name, or any model from its HF config directory / config.json."""
+    path = Path(name)
+    if not path.exists():
+        return known_model(name)
+    model_dir = path.resolve().parent if path.is_file() else path.resolve()
+    return spec_from_config(model_dir.name, path)
+
+
+def budget(
+    task: Annotated[str, typer.Option(help="Task with paper lengths.")] = "math",
+    reference_nodes: Annotated[
+        int, typer.Option(help="Small nodes b of the reference graph.", min=0)
+    ] = 4,
+    small: Annotated[str, typer.Option(help="Small model: name or HF config path.")] = (
+        "llama-3.2-1b"
+    ),
+    sink: Annotated[str, typer.Option(help="Sink model: name or HF config path.")] = (
+        "llama-3.2-3b"
+    ),
+) -> None:
+    """Print the budget the paper's reference graph defines: b small nodes, fully connected
+    forward, all feeding the sink; in budget units and in FLOPs."""
+    if task not in PAPER_TASK_LENGTHS:
+        _err.print(
+            f"error: no paper lengths for task {task!r}; known: {', '.join(PAPER_TASK_LENGTHS)}",
+            markup=False,
+        )
+        raise typer.Exit(1)
+    lengths = PAPER_TASK_LENGTHS[task]
+    try:
+        small_spec, sink_spec = _model_spec(small), _model_spec(sink)
+    except (ValueError, OSError) as exc:  # GraphError, or an unreadable config.json
+        _err.print(f"error: {exc}", markup=False)
+        raise typer.Exit(1) from exc
+    units = reference_graph_budget(small_spec, sink_spec, lengths, reference_nodes)
+    unit_flops = node_flops(small_spec, lengths.prompt_tokens, lengths.output_tokens, 0)
+    table = Table(
+        title=f"Reference graph budget: {task}, {reference_nodes} x {small_spec.name} "
+        f"-> {sink_spec.name}"
+    )
+    for column in ("units", "FLOPs", "1 unit (FLOPs)", "A, B (tokens)"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        f"{units:.4g}",
+        f"{units * unit_flops:.4g}",
+        f"{unit_flops:.4g}",
+        f"{lengths.prompt_tokens:g}, {lengths.output_tokens:g}",
+    )
+    _out.print(table)

@@ -1,0 +1,11 @@
+"""Errors of the graph package, kept apart so every module (and its callers) can import them."""
+
+from __future__ import annotations
+
+
+class GraphError(ValueError):
+    """An artifact or graph is not acceptable; the message names the problem."""
+
+
+class GraphvizMissingError(RuntimeError):
+    """Rendering an image needs the Graphviz `dot` binary, which is not installed."""
