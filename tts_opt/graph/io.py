@@ -57,9 +57,14 @@ def dumps_artifact(artifact: GraphArtifact) -> bytes:
 
 
 def save_artifact(artifact: GraphArtifact, path: str | os.PathLike[str]) -> Path:
-    """Validate, then write atomically (temp file in the same dir, fsync, rename)."""
+    """Validate, then write atomically."""
     validate(artifact)
-    data = dumps_artifact(artifact)
+    return write_atomic(path, dumps_artifact(artifact))
+
+
+def write_atomic(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Replace the file at `path` with `data` all at once (temp file in the same dir, fsync,
+    rename), keeping its permissions: a reader sees the old or the new file, never a part."""
     target = Path(path)
     mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
