@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -51,11 +52,11 @@ def build_engine(config: EngineConfig) -> Engine:
     return VllmEngine(config)
 
 
-def embedded_engine_config(model: str) -> VllmEngineConfig:
+def embedded_engine_config(model: str, **overrides: Any) -> VllmEngineConfig:
     """In-process engine for an embedded model, with the defaults tuned for small CPU machines."""
     from tts_opt.models import resolve
 
-    return VllmEngineConfig(model=model, path=str(resolve(model)))
+    return VllmEngineConfig(model=model, path=str(resolve(model)), **overrides)
 
 
 class EnginePool:

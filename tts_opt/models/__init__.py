@@ -10,6 +10,7 @@ from tts_opt.models.cache import (
     resolve,
 )
 from tts_opt.models.convert import ConversionError
+from tts_opt.models.errors import ModelError
 from tts_opt.models.registry import EMBEDDED_MODELS, EmbeddedModel, UnknownModelError
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ConversionError",
     "EmbeddedModel",
     "MissingWeightsError",
+    "ModelError",
     "ModelNotPulledError",
     "UnknownModelError",
     "cache_root",

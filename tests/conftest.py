@@ -1,0 +1,57 @@
+"""Session fixtures for the real embedded models: pulled once, each engine started once.
+
+Engines are sized for a CI box (2 cores, 24 GiB): small KV caches and context. The Qwen engine
+only starts when a test asks for it; once both are up they are co-hosted in this process, as in
+the server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+GEMMA = "gemma-3-270m"
+QWEN = "qwen2.5-coder-1.5b"
+
+
+def _pull(name: str) -> Path:
+    from tts_opt.models import pull
+
+    return pull([name])[name]
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    return _pull(GEMMA)
+
+
+@pytest.fixture(scope="session")
+def qwen_path() -> Path:
+    return _pull(QWEN)
+
+
+async def _engine(name: str, path: Path, **overrides) -> AsyncIterator:
+    from tts_opt.engines.vllm_config import VllmEngineConfig
+    from tts_opt.engines.vllm_engine import VllmEngine
+
+    config = VllmEngineConfig(model=name, path=str(path), max_model_len=2048, **overrides)
+    engine = VllmEngine(config)
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.close()
+
+
+@pytest.fixture(scope="session")
+async def gemma_engine(gemma_path: Path) -> AsyncIterator:
+    async for engine in _engine(GEMMA, gemma_path, max_num_seqs=8, kv_cache_gib=0.5):
+        yield engine
+
+
+@pytest.fixture(scope="session")
+async def qwen_engine(qwen_path: Path) -> AsyncIterator:
+    async for engine in _engine(QWEN, qwen_path, max_num_seqs=8, kv_cache_gib=1.0):
+        yield engine

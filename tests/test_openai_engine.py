@@ -1,0 +1,79 @@
+"""The OpenAI-compatible engine against a real vLLM OpenAI server on loopback (Gemma 270M)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from vllm_server import PLAIN_TEMPLATE, vllm_openai_server
+
+from tts_opt.engines.base import ChatMessage, EngineError, SamplingParams, collect
+from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
+
+pytestmark = pytest.mark.engine
+PROMPT = [ChatMessage("user", "The capital of France is")]
+
+
+@pytest.fixture(scope="module")
+def remote_gemma(gemma_path: Path) -> Iterator[str]:
+    with vllm_openai_server(gemma_path, "gemma-3-270m", chat_template=PLAIN_TEMPLATE) as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(remote_gemma: str):
+    engine = OpenAIEngine(OpenAIEngineConfig(model="gemma-3-270m", base_url=remote_gemma))
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+def running_requests(base_url: str) -> float:
+    metrics = httpx.get(base_url.removesuffix("/v1") + "/metrics").text
+    values = re.findall(r"^vllm:num_requests_running\{[^}]*\} ([0-9.e+]+)$", metrics, re.M)
+    assert values, "vLLM server exports no vllm:num_requests_running"
+    return sum(float(v) for v in values)
+
+
+async def test_n_samples_stream_with_usage(engine: OpenAIEngine):
+    params = SamplingParams(max_tokens=12, temperature=0.8, seed=3, n=2)
+    result = await collect(engine, "r1", PROMPT, params)
+    assert [s.index for s in result.samples] == [0, 1]
+    assert all(s.text and 0 < s.output_tokens <= 12 for s in result.samples)
+    assert result.prompt_tokens >= 5  # BOS + the words of the prompt
+    assert result.output_tokens <= 24
+
+
+async def test_max_tokens_ends_with_length(engine: OpenAIEngine):
+    result = await collect(engine, "r2", PROMPT, SamplingParams(max_tokens=3, temperature=0))
+    [sample] = result.samples
+    assert sample.finish_reason == "length" and sample.output_tokens == 3
+
+
+async def test_closing_the_stream_aborts_the_request_on_the_server(
+    engine: OpenAIEngine, remote_gemma: str
+):
+    stream = engine.generate("r3", PROMPT, SamplingParams(max_tokens=1500, temperature=1.0))
+    async for delta in stream:
+        if delta.text:
+            break
+    assert running_requests(remote_gemma) == 1
+    await stream.aclose()
+    for _ in range(50):
+        if running_requests(remote_gemma) == 0:
+            break
+        await asyncio.sleep(0.1)
+    assert running_requests(remote_gemma) == 0
+
+
+async def test_unknown_served_model_is_an_engine_error(remote_gemma: str):
+    engine = OpenAIEngine(
+        OpenAIEngineConfig(model="x", base_url=remote_gemma, served_model="nope", max_retries=0)
+    )
+    with pytest.raises(EngineError, match="nope"):
+        await collect(engine, "r4", PROMPT, SamplingParams(max_tokens=2))
+    await engine.close()

@@ -1,0 +1,5 @@
+"""One base for every provisioning failure, so callers (the CLI, the engine pool) catch one type."""
+
+
+class ModelError(Exception):
+    """An embedded model cannot be provisioned or found; the message says what to do."""
