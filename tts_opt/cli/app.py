@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +10,7 @@ import typer
 
 from tts_opt.cli.display import console
 from tts_opt.cli.graph_commands import budget, graph_app
+from tts_opt.cli.optimize_command import compare_command, optimize_command
 from tts_opt.cli.tasks_commands import tasks_app
 
 app = typer.Typer(
@@ -138,10 +140,14 @@ def quickstart() -> None:
 
 app.add_typer(graph_app, name="graph")
 app.add_typer(tasks_app, name="tasks")
+app.command("optimize")(optimize_command)
+app.command("compare")(compare_command)
 app.command("budget")(budget)
 
 
 def main() -> None:
+    # vLLM's INFO lines (one per engine config detail) bury the progress display.
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
     app()
 
 

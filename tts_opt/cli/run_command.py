@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 
 from tts_opt.cli.display import console, node_line, trace_table
-from tts_opt.engines.base import ChatMessage
+from tts_opt.engines.base import ChatMessage, Engine
 from tts_opt.engines.pool import EnginePool, PoolConfig
 from tts_opt.graph.schema import GraphArtifact
 from tts_opt.runtime.executor import GraphRunner, NodeFinished, RunFinished, SinkDelta
@@ -23,15 +24,7 @@ async def run_once(
     """Start the engines the artifact needs, run it once, stream the answer to stdout."""
     pool = EnginePool(pool_config)
     try:
-        models = [node.model for node in artifact.nodes]
-        started = time.perf_counter()
-        with console.status("starting engines") as status:
-
-            def starting(model: str) -> None:
-                status.update(f"starting engine for {model} ({time.perf_counter() - started:.0f}s)")
-
-            engines = await pool.start(models, on_start=starting)
-        console.print(f"engines up in {time.perf_counter() - started:.0f}s: {', '.join(engines)}")
+        engines = await start_engines(pool, [node.model for node in artifact.nodes])
         runner = GraphRunner(artifact, engines)
         console.print(f"running graph {artifact.task}@{artifact.budget.value:g} ...")
         finished: RunFinished | None = None
@@ -54,6 +47,19 @@ async def run_once(
         return finished
     finally:
         await pool.close()
+
+
+async def start_engines(pool: EnginePool, models: Iterable[str]) -> dict[str, Engine]:
+    """Start the engines for `models` with a status line that names the one loading."""
+    started = time.perf_counter()
+    with console.status("starting engines") as status:
+
+        def starting(model: str) -> None:
+            status.update(f"starting engine for {model} ({time.perf_counter() - started:.0f}s)")
+
+        engines = await pool.start(models, on_start=starting)
+    console.print(f"engines up in {time.perf_counter() - started:.0f}s: {', '.join(engines)}")
+    return engines
 
 
 def write_trace(trace: RunTrace, path: Path) -> None:

@@ -1,0 +1,81 @@
+"""The real scorer: graphs run through `tts_opt.evaluation` on (scripted) engines."""
+
+from __future__ import annotations
+
+import asyncio
+
+from msgspec.structs import replace
+from optimizer_support import fast_settings, paper_space, synthetic_task
+
+from tts_opt.engines.scripted import ScriptedEngine
+from tts_opt.evaluation import NodeCache
+from tts_opt.optimizer import optimize
+from tts_opt.optimizer.budget import parallel_graph
+from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
+
+TASK = synthetic_task(60)
+SPACE = paper_space(budget=18.0)
+
+
+def engines() -> dict[str, ScriptedEngine]:
+    """The 3B model answers right, the others wrong: the sink's model decides."""
+    return {
+        m.name: ScriptedEngine(
+            m.name,
+            lambda messages, i, right=m.name == "llama-3.2-3b": f"Answer: {1 if right else 2}",
+        )
+        for m in SPACE.pool
+    }
+
+
+def scorer(pool: dict[str, ScriptedEngine], cache: NodeCache | None = None) -> EvaluationScorer:
+    async def start():
+        return pool
+
+    return EvaluationScorer(TASK, start, cache=cache)
+
+
+def test_scores_come_from_running_the_graph() -> None:
+    pool = engines()
+    questions = TASK.split("val", limit=5)
+
+    async def run():
+        s = scorer(pool)
+        try:
+            right = await s.score(
+                SPACE.artifact(parallel_graph(SPACE, ["llama-3.2-1b", "llama-3.2-3b"])), questions
+            )
+            wrong = await s.score(
+                SPACE.artifact(parallel_graph(SPACE, ["llama-3.1-8b"])), questions
+            )
+        finally:
+            await s.close()
+        return right, wrong
+
+    right, wrong = asyncio.run(run())
+    assert (right.accuracy, right.n, wrong.accuracy) == (1.0, 5, 0.0)
+    assert right.ci_low > 0.4 and right.tokens > 0 and right.flops > 0
+    assert len(pool["llama-3.2-1b"].requests) == 5  # the 1B assistant ran once per question
+
+
+def test_a_search_on_engines_with_the_node_cache(tmp_path) -> None:
+    pool = engines()
+    settings = replace(
+        fast_settings(iterations=5),
+        val_questions=4,
+        pretest_questions=2,
+        reeval_questions=6,
+        test_questions=6,
+    )
+
+    async def run():
+        s = scorer(pool, NodeCache(tmp_path / "cache.sqlite3"))
+        try:
+            return await optimize(TASK, SPACE, settings, s, tmp_path / "a.jsonl")
+        finally:
+            await s.close()
+
+    result = asyncio.run(run())
+    assert result.artifact.accuracy[1].n == 6
+    assert result.artifact.nodes[-1].model == "llama-3.2-3b"  # the search found the right sink
+    assert result.selection.test.measurement.accuracy == 1.0

@@ -1,0 +1,260 @@
+"""`tts-opt eval`: evaluate graphs (artifact files or fixed-topology probes) on a task's questions
+on real engines, with a progress bar, a JSON report per graph and a summary table.
+
+Several `--graph` options evaluate several graphs on the same questions, one after another, on
+engines started once and sharing the node-output cache: the way to compare a single model with a
+wider or deeper graph (the paper's pilot questions).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, cast
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tts_opt.cli.display import console
+from tts_opt.cli.tasks_commands import SplitName
+from tts_opt.evaluation import (
+    PROBE_SYNTAX,
+    EvalReport,
+    NodeCache,
+    QuestionResult,
+    ResultCallback,
+    evaluate,
+    is_probe,
+    model_spec,
+    probe_graph,
+    save_report,
+)
+from tts_opt.evaluation.probes import SpecResolver
+from tts_opt.graph.errors import GraphError
+from tts_opt.graph.io import load_artifact
+from tts_opt.graph.schema import GraphArtifact
+from tts_opt.tasks import DatasetError, Question, Split, Task, TaskError, get_task
+
+if TYPE_CHECKING:  # the pool module imports every engine client: only when engines start
+    from tts_opt.engines.pool import PoolConfig
+
+DEFAULT_OUT = Path("eval-reports")
+
+
+def _fail(message: str) -> typer.Exit:
+    console.print(f"error: {message}", markup=False)
+    return typer.Exit(1)
+
+
+def eval_command(
+    graph: Annotated[
+        list[str],
+        typer.Option(
+            "--graph",
+            "-g",
+            help=f"Graph artifact FILE, or a probe: {PROBE_SYNTAX}. Repeat to compare graphs.",
+        ),
+    ],
+    task: Annotated[str, typer.Option(help="Task: a built-in, `mmlu:<subject>,...`, a spec path.")],
+    split: Annotated[SplitName, typer.Option(help="Split (search uses val only).")] = (
+        SplitName.val
+    ),
+    limit: Annotated[
+        int | None, typer.Option(min=0, help="First N of the split's fixed shuffled order.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight at once.")] = 8,
+    engines: Annotated[
+        Path | None, typer.Option(help="Engine pool config (JSON/TOML); default: embedded models.")
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option(help="A .json report file (one graph), else a directory of <graph>.json."),
+    ] = DEFAULT_OUT,
+    cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse and store node outputs.")
+    ] = True,
+    cache_path: Annotated[
+        Path | None, typer.Option(help="Node-output cache file; default: in the tts-opt cache.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Decoding seed (reproducible, cacheable samples).")] = 0,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Override the graphs' max_tokens.")
+    ] = None,
+) -> None:
+    """Evaluate graphs on a task: accuracy with its 95% CI, latency, tokens and FLOPs."""
+    targets = _report_paths(graph, out)
+    try:
+        task_obj = get_task(task)
+        questions = task_obj.split(cast(Split, split.value), limit)
+    except (TaskError, DatasetError) as exc:
+        raise _fail(str(exc)) from exc
+    pool_config = _pool_config(engines)
+    try:
+        graphs = [
+            _graph(spec, task_obj, lambda name: model_spec(name, pool_config)) for spec in graph
+        ]
+    except (GraphError, OSError) as exc:  # OSError: unreadable file, model not pulled
+        raise _fail(str(exc)) from exc
+    for spec, artifact in zip(graph, graphs, strict=True):
+        if artifact.task.partition(":")[0] != task_obj.name.partition(":")[0]:
+            console.print(f"[yellow]note:[/] graph {spec} was made for task {artifact.task!r}")
+    reports = asyncio.run(
+        _evaluate_all(
+            list(zip(graph, graphs, targets, strict=True)),
+            task_obj,
+            questions,
+            pool_config,
+            split=split.value,
+            concurrency=concurrency,
+            cache=NodeCache(cache_path) if cache else None,
+            seed=seed,
+            max_tokens=max_tokens,
+        )
+    )
+    console.print(report_table(reports))
+
+
+def _pool_config(path: Path | None) -> PoolConfig:
+    from tts_opt.engines.pool import PoolConfig, PoolConfigError, load_pool_config
+
+    try:
+        return PoolConfig() if path is None else load_pool_config(path)
+    except (OSError, PoolConfigError) as exc:
+        raise _fail(str(exc)) from exc
+
+
+def _graph(spec: str, task: Task, spec_of: SpecResolver) -> GraphArtifact:
+    if is_probe(spec):
+        return probe_graph(spec, task, spec_of)
+    return load_artifact(spec)
+
+
+def _report_paths(specs: Sequence[str], out: Path) -> list[Path]:
+    """`out` itself for one graph and a .json `out`; else `out/<slug of the graph>.json`."""
+    if out.suffix == ".json":
+        if len(specs) > 1:
+            raise _fail(f"--out {out} is one file, but {len(specs)} graphs are evaluated")
+        return [out]
+    slugs = [
+        re.sub(r"[^A-Za-z0-9._+-]+", "_", Path(s).stem if not is_probe(s) else s) for s in specs
+    ]
+    return [out / f"{slug}.json" for slug in slugs]
+
+
+async def _evaluate_all(
+    jobs: list[tuple[str, GraphArtifact, Path]],
+    task: Task,
+    questions: Sequence[Question],
+    pool_config: PoolConfig,
+    *,
+    split: str,
+    concurrency: int,
+    cache: NodeCache | None,
+    seed: int,
+    max_tokens: int | None,
+) -> list[EvalReport]:
+    """Start the engines all graphs need once, then evaluate the graphs one after another,
+    saving each report as soon as it is done."""
+    from tts_opt.cli.run_command import start_engines
+    from tts_opt.engines.pool import EnginePool
+
+    pool = EnginePool(pool_config)
+    reports: list[EvalReport] = []
+    try:
+        try:
+            engines = await start_engines(pool, [n.model for _, a, _ in jobs for n in a.nodes])
+        except (OSError, RuntimeError, ValueError) as exc:  # model not pulled, engine failure
+            raise _fail(f"engines did not start: {exc}") from exc
+        for label, artifact, target in jobs:
+            with _progress() as bar:
+                report = await evaluate(
+                    artifact,
+                    task,
+                    questions,
+                    engines,
+                    split=split,
+                    concurrency=concurrency,
+                    cache=cache,
+                    progress=_advance(
+                        bar, bar.add_task(label, total=len(questions), acc="-", errors=0)
+                    ),
+                    seed=seed,
+                    max_tokens=max_tokens,
+                    label=label,
+                )
+            save_report(report, target)
+            console.print(f"wrote {target}")
+            reports.append(report)
+    finally:
+        await pool.close()
+        if cache is not None:
+            cache.close()
+    return reports
+
+
+def _advance(bar: Progress, row: TaskID) -> ResultCallback:
+    """A progress callback showing the running accuracy and error count on `row`."""
+    done = correct = errors = 0
+
+    def advance(result: QuestionResult) -> None:
+        nonlocal done, correct, errors
+        done += 1
+        correct += result.correct
+        errors += result.error is not None
+        bar.update(row, advance=1, acc=f"{correct}/{done} = {correct / done:.0%}", errors=errors)
+
+    return advance
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("acc {task.fields[acc]}"),
+        TextColumn("errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def report_table(reports: Sequence[EvalReport]) -> Table:
+    """One row per report: the comparison a user reads after `tts-opt eval`."""
+    table = Table(title="evaluation", title_justify="left")
+    table.add_column("graph")
+    for column in ("n", "accuracy", "95% CI", "errors", "p50 s", "p95 s", "tokens/q"):
+        table.add_column(column, justify="right")
+    for column in ("GFLOPs/q", "cache hit/miss", "wall s"):
+        table.add_column(column, justify="right")
+    for r in reports:
+        acc = r.accuracy
+        latency = r.latency
+        table.add_row(
+            r.graph,
+            str(acc.n),
+            f"{acc.value:.1%}",
+            f"[{acc.ci_low:.1%}, {acc.ci_high:.1%}]",
+            str(r.errors),
+            "-" if latency is None else f"{latency.p50_s:.1f}",
+            "-" if latency is None else f"{latency.p95_s:.1f}",
+            f"{r.mean_tokens:.0f}",
+            f"{r.mean_flops / 1e9:.0f}",
+            f"{r.cache.hits}/{r.cache.misses}" if r.cache.enabled else "off",
+            f"{r.wall_s:.1f}",
+        )
+    if reports:
+        table.caption = (
+            f"task {reports[0].task}, split {reports[0].split}; latency counts cache hits as "
+            "instant (reports hold latency_uncached; --no-cache measures every run)"
+        )
+    return table

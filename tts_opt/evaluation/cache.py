@@ -1,0 +1,157 @@
+"""The node-output cache: a persistent SQLite store of node samples, so graphs that share
+sub-structure are not paid for twice during search.
+
+What makes replaying valid is the seed. A sample is identified by the model, the full prompt
+messages, the decoding parameters and its *sample seed*: the runtime sends every engine request
+with a seed, and vLLM gives sample i of a request with seed s (and `n` samples) the seed s + i, so
+sample i of a request equals the only sample of the same request with seed s + i and n = 1.
+Identical calls with equal sample seeds are therefore the same draw, whichever graph, request or
+batch they come from, and replaying the stored one is what the engine would have produced (up to
+the floating-point noise of batching, which the cache removes: a replay is exactly reproducible).
+Two special cases: greedy decoding (temperature 0) does not depend on the seed, so all its samples
+share one key; without a seed a draw is not reproducible, and the cache then serves "the i-th
+sample of this call", still a valid draw from the same distribution, keyed by sample index.
+
+The store is one SQLite file in WAL mode: readers never block the writer, several processes can
+share it (writes wait up to `busy_timeout`), and a sample is written once (`INSERT OR IGNORE`: when
+two evaluations compute the same sample at once, the first stored stays the canonical one). All
+database work runs on one thread of the cache, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import msgspec
+
+from tts_opt.engines.base import ChatMessage, SamplingParams
+from tts_opt.tasks.datasets import cache_root
+
+KEY_VERSION = 1  # bump when the meaning of a key changes: old entries then simply miss
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+T = TypeVar("T")
+
+
+class CachedSample(msgspec.Struct, frozen=True):
+    """One finished sample of a node call, with the token counts of the original call."""
+
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+    finish_reason: str
+
+
+def default_cache_path() -> Path:
+    """`node-outputs.sqlite3` in the tts-opt cache dir (`$TTS_OPT_CACHE` or the platform's)."""
+    return cache_root() / "node-outputs.sqlite3"
+
+
+def sample_keys(model: str, messages: Sequence[ChatMessage], params: SamplingParams) -> list[str]:
+    """The cache key of each of the request's `n` samples (see the module docstring)."""
+    call = [
+        KEY_VERSION,
+        model,
+        [[m.role, m.content] for m in messages],
+        params.max_tokens,
+        params.temperature,
+        params.top_p,
+        list(params.stop),
+    ]
+
+    def draw(index: int) -> list[object]:
+        if params.temperature == 0:
+            return ["greedy"]
+        if params.seed is None:
+            return ["unseeded", index]
+        return ["seed", params.seed + index]
+
+    return [
+        hashlib.sha256(msgspec.json.encode([*call, draw(i)])).hexdigest() for i in range(params.n)
+    ]
+
+
+class NodeCache:
+    """The SQLite store. Open it once per process and share it between engines and tasks."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-cache")
+        self._db: sqlite3.Connection = self._executor.submit(self._connect).result()
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; a cache can lose a tail
+        db.execute(_SCHEMA)
+        return db
+
+    async def _call(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    async def get_many(self, keys: Iterable[str]) -> dict[str, CachedSample]:
+        """The stored samples among `keys`."""
+        wanted = list(dict.fromkeys(keys))
+
+        def read() -> dict[str, CachedSample]:
+            marks = ",".join("?" * len(wanted))
+            rows = self._db.execute(
+                "SELECT key, text, prompt_tokens, output_tokens, finish_reason FROM samples "
+                f"WHERE key IN ({marks})",
+                wanted,
+            )
+            return {key: CachedSample(*rest) for key, *rest in rows}
+
+        return await self._call(read) if wanted else {}
+
+    async def put(self, key: str, model: str, sample: CachedSample) -> None:
+        """Store a sample unless one is stored under `key` already."""
+        row = (
+            key,
+            model,
+            sample.text,
+            sample.prompt_tokens,
+            sample.output_tokens,
+            sample.finish_reason,
+            time.time(),
+        )
+        await self._call(
+            lambda: self._db.execute("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?)", row)
+        )
+
+    def count(self) -> int:
+        """Stored samples."""
+        return self._executor.submit(
+            lambda: self._db.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+        ).result()
+
+    def close(self) -> None:
+        self._executor.submit(self._db.close).result()
+        self._executor.shutdown()
+
+    def __enter__(self) -> NodeCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,77 @@
+"""The real `GraphScorer`: runs graphs on engines through `tts_opt.evaluation`.
+
+Engines start on first use (in the search's event loop) and stay up for the whole search; with a
+node cache, a node already run with the same prompt and seed is replayed, so re-evaluating a
+finalist or a graph that shares nodes with earlier ones costs little. Latency comes from runs
+without cache hits where there are any (a hit returns at once and would flatter the graph).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+from tts_opt.engines.base import Engine
+from tts_opt.evaluation import NodeCache, evaluate
+from tts_opt.graph.schema import GraphArtifact
+from tts_opt.optimizer.objective import Measurement
+from tts_opt.tasks.schema import Question
+from tts_opt.tasks.task import Task
+
+
+class EvaluationScorer:
+    """Scores artifacts of one task on engines that `start` provides at the first score;
+    `stop` (e.g. `EnginePool.close`) runs on `close`, when the search ends."""
+
+    def __init__(
+        self,
+        task: Task,
+        start: Callable[[], Awaitable[Mapping[str, Engine]]],
+        stop: Callable[[], Awaitable[None]] | None = None,
+        *,
+        cache: NodeCache | None = None,
+        concurrency: int = 8,
+        seed: int = 0,
+    ) -> None:
+        self.task = task
+        self.start = start
+        self.stop = stop
+        self.cache = cache
+        self.concurrency = concurrency
+        self.seed = seed
+        self._engines: Mapping[str, Engine] | None = None
+        self._lock = asyncio.Lock()
+
+    async def _started(self) -> Mapping[str, Engine]:
+        async with self._lock:
+            if self._engines is None:
+                self._engines = await self.start()
+            return self._engines
+
+    async def score(self, artifact: GraphArtifact, questions: Sequence[Question]) -> Measurement:
+        report = await evaluate(
+            artifact,
+            self.task,
+            questions,
+            await self._started(),
+            cache=self.cache,
+            concurrency=self.concurrency,
+            seed=self.seed,
+        )
+        latency = report.latency_uncached or report.latency
+        return Measurement(
+            accuracy=report.accuracy.value,
+            n=report.n,
+            ci_low=report.accuracy.ci_low,
+            ci_high=report.accuracy.ci_high,
+            latency_p50_s=0.0 if latency is None else latency.p50_s,
+            latency_p95_s=0.0 if latency is None else latency.p95_s,
+            flops=report.mean_flops,
+            tokens=round(report.mean_tokens * report.n),
+        )
+
+    async def close(self) -> None:
+        if self.stop is not None:
+            await self.stop()
+        if self.cache is not None:
+            self.cache.close()

@@ -1,0 +1,89 @@
+"""What the optimizer maximizes, and the one thing it needs from evaluation: a `GraphScorer`.
+
+The optimizer never runs engines itself. A scorer runs an artifact on questions and returns a
+`Measurement`; the real one wraps `tts_opt.evaluation`, tests use `SyntheticScorer`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+from tts_opt.graph.schema import GraphArtifact
+from tts_opt.tasks.schema import Question
+
+ObjectiveKind = Literal["accuracy", "accuracy-latency"]
+Z95 = 1.959964
+
+
+class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One graph on one question set: accuracy with its 95% CI, latency, compute and tokens."""
+
+    accuracy: float
+    n: int
+    ci_low: float
+    ci_high: float
+    latency_p50_s: float
+    latency_p95_s: float
+    flops: float
+    tokens: int = 0
+
+
+class GraphScorer(Protocol):
+    """Runs a graph on questions. Implementations must be safe to call repeatedly."""
+
+    async def score(
+        self, artifact: GraphArtifact, questions: Sequence[Question]
+    ) -> Measurement: ...
+
+
+def wilson_interval(correct: float, n: int) -> tuple[float, float]:
+    """95% Wilson score interval: sound at small n and at 0% or 100%, unlike the normal one."""
+    if n == 0:
+        return 0.0, 1.0
+    p = correct / n
+    denom = 1 + Z95**2 / n
+    center = (p + Z95**2 / (2 * n)) / denom
+    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
+    return max(0.0, center - half), min(1.0, center + half)
+
+
+class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The declared trade-off.
+
+    `accuracy`: utility = accuracy. `accuracy-latency`: utility = accuracy - latency_weight *
+    p50 latency (seconds), and a graph whose p50 exceeds `latency_limit_s` loses 1 (infeasible:
+    below every graph within the limit).
+    """
+
+    kind: ObjectiveKind = "accuracy"
+    latency_weight: float = 0.01
+    latency_limit_s: float | None = None
+
+    def utility(self, m: Measurement) -> float:
+        if self.kind == "accuracy":
+            return m.accuracy
+        penalty = self.latency_weight * m.latency_p50_s
+        if self.latency_limit_s is not None and m.latency_p50_s > self.latency_limit_s:
+            penalty += 1.0
+        return m.accuracy - penalty
+
+    @property
+    def uses_latency(self) -> bool:
+        return self.kind == "accuracy-latency"
+
+    def describe(self) -> str:
+        if not self.uses_latency:
+            return "maximize validation accuracy"
+        limit = (
+            f"; graphs with p50 latency above {self.latency_limit_s:g} s are infeasible"
+            if self.latency_limit_s is not None
+            else ""
+        )
+        return (
+            f"maximize accuracy - {self.latency_weight:g} x p50 latency in seconds"
+            f" (1 s of latency is worth {self.latency_weight:.1%} accuracy){limit}"
+        )

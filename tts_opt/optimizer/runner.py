@@ -1,0 +1,160 @@
+"""One optimization run end to end: search, select, and the artifact the server loads.
+
+`optimize` opens (or resumes) the archive, runs the method through a `SearchContext`, selects the
+winner (re-evaluated, then tested) and returns it as a validated artifact with its measured
+accuracy, latency and provenance. Nothing here knows about engines: the scorer does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import msgspec
+
+from tts_opt import __version__
+from tts_opt.graph import Accuracy, GraphArtifact, Latency, Provenance, graph_flops, validate
+from tts_opt.optimizer.agents.base import Agent
+from tts_opt.optimizer.agents.rule_based import RuleBasedAgent
+from tts_opt.optimizer.archive import Archive, EvaluationRecord, RunHeader
+from tts_opt.optimizer.budget import RepairRule
+from tts_opt.optimizer.context import Limits, ProgressFn, SearchContext, SearchStopped
+from tts_opt.optimizer.methods import build_method
+from tts_opt.optimizer.objective import GraphScorer, Objective
+from tts_opt.optimizer.selection import Selection, select
+from tts_opt.optimizer.space import SearchSpace
+from tts_opt.tasks.task import Task
+
+
+class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything that defines a search. `limits`, `reeval_*` and `test_questions` may change on
+    resume (e.g. to extend a search); the rest is fingerprinted."""
+
+    method: str = "agent-reinforce"
+    objective: Objective = Objective()
+    seed: int = 0
+    limits: Limits = Limits()
+    val_questions: int = 20
+    pretest_questions: int = 5
+    reeval_questions: int = 60
+    reeval_top_k: int = 3
+    test_questions: int = 100
+    repair: RepairRule = "value"
+    agent: str = "rule-based"  # set by `optimize` from the method's agent
+
+    def fingerprint(self, space: SearchSpace, task: Task) -> str:
+        fixed = msgspec.structs.replace(
+            self, limits=Limits(), reeval_questions=0, reeval_top_k=0, test_questions=0
+        )
+        data = msgspec.json.encode([fixed, space, task.name, task.data_sha256])
+        return hashlib.sha256(data).hexdigest()
+
+
+class SearchResult(msgspec.Struct, frozen=True):
+    artifact: GraphArtifact
+    settings: OptimizeSettings
+    selection: Selection
+    records: tuple[EvaluationRecord, ...]
+    tokens: int
+    elapsed_s: float
+    archive: str
+
+
+def _accuracy(split: str, record: EvaluationRecord) -> Accuracy:
+    m = record.measurement
+    return Accuracy(split=split, value=m.accuracy, n=m.n, ci_low=m.ci_low, ci_high=m.ci_high)
+
+
+def final_artifact(
+    space: SearchSpace,
+    task: Task,
+    settings: OptimizeSettings,
+    selection: Selection,
+    evaluations: int,
+    description: str,
+) -> GraphArtifact:
+    winner, test = selection.winner, selection.test
+    draft = space.artifact(winner.candidate)
+    artifact = space.artifact(
+        winner.candidate,
+        accuracy=(_accuracy("val", winner), _accuracy("test", test)),
+        latency=Latency(
+            p50_s=test.measurement.latency_p50_s,
+            p95_s=test.measurement.latency_p95_s,
+            n=test.measurement.n,
+        ),
+        flops=graph_flops(draft),
+        provenance=Provenance(
+            method=settings.method,
+            seed=settings.seed,
+            iterations=evaluations,
+            agent_model=settings.agent,
+            dataset_hashes={task.name: task.data_sha256} if task.data_sha256 else {},
+            tool_version=__version__,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        ),
+        description=description,
+    )
+    validate(artifact)
+    return artifact
+
+
+async def optimize(
+    task: Task,
+    space: SearchSpace,
+    settings: OptimizeSettings,
+    scorer: GraphScorer,
+    archive_path: Path,
+    *,
+    agent: Agent | None = None,
+    fresh: bool = False,
+    on_progress: ProgressFn | None = None,
+    description: str = "",
+) -> SearchResult:
+    """Search, select and build the artifact; resumes from `archive_path` unless `fresh`.
+
+    `agent` (default: the rule-based one) steers the Agent-REINFORCE variants; TextGrad needs
+    an LLM agent, whose chat model it uses without the insights.
+    """
+    method = build_method(settings.method, agent or RuleBasedAgent())
+    settings = msgspec.structs.replace(settings, agent=method.agent_name)
+    space = msgspec.structs.replace(space, allow_fuser=space.allow_fuser and method.allow_fuser)
+    header = RunHeader(
+        fingerprint=settings.fingerprint(space, task),
+        settings=msgspec.Raw(msgspec.json.encode(settings)),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    archive = Archive.open(archive_path, header, fresh=fresh)
+    val = task.split("val", limit=max(settings.val_questions, settings.reeval_questions))
+    ctx = SearchContext(
+        space=space,
+        objective=settings.objective,
+        repair_rule=settings.repair,
+        seed=settings.seed,
+        limits=settings.limits,
+        scorer=scorer,
+        archive=archive,
+        questions={
+            "pretest": val[: settings.pretest_questions],
+            "init": val[: settings.val_questions],
+            "search": val[: settings.val_questions],
+            "reeval": val[: settings.reeval_questions],
+            "test": task.split("test", limit=settings.test_questions),
+        },
+        on_progress=on_progress,
+    )
+    with contextlib.suppress(SearchStopped):
+        await method.run(ctx)
+    selection = await select(ctx, settings.reeval_top_k)
+    artifact = final_artifact(space, task, settings, selection, len(ctx.records), description)
+    return SearchResult(
+        artifact=artifact,
+        settings=settings,
+        selection=selection,
+        records=tuple(ctx.records),
+        tokens=ctx.tokens,
+        elapsed_s=ctx.elapsed(),
+        archive=str(archive_path),
+    )
