@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from tts_opt.cli.display import console
+from tts_opt.cli.eval_command import eval_command
 from tts_opt.cli.graph_commands import budget, graph_app
 from tts_opt.cli.optimize_command import compare_command, optimize_command
 from tts_opt.cli.tasks_commands import tasks_app
@@ -140,6 +141,7 @@ def quickstart() -> None:
 
 app.add_typer(graph_app, name="graph")
 app.add_typer(tasks_app, name="tasks")
+app.command("eval")(eval_command)
 app.command("optimize")(optimize_command)
 app.command("compare")(compare_command)
 app.command("budget")(budget)
