@@ -132,11 +132,17 @@ def serve(
 
 @app.command("quickstart")
 def quickstart() -> None:
-    """The main job on the embedded default: pull the models, then run a multi-node graph."""
-    console.rule("1/2 models")
-    models_pull(None)
-    console.rule("2/2 run a graph (3 assistants + fuser over Gemma and Qwen)")
-    run(graph=DEMO_GRAPH, prompt=DEMO_PROMPT, engines=None, trace_out=None)
+    """The main job on the embedded default: pull the models, start the engines, optimize a tiny
+    GSM8K graph, serve it on loopback and answer a request with the openai client."""
+    from tts_opt.cli.quickstart import quickstart as run_quickstart
+    from tts_opt.engines.base import EngineError
+    from tts_opt.models import ModelError
+    from tts_opt.runtime.executor import RunError
+
+    try:
+        run_quickstart(DEMO_PROMPT, pull=models_pull)
+    except (EngineError, ModelError, RunError) as exc:
+        raise _fail(str(exc)) from exc
 
 
 app.add_typer(graph_app, name="graph")

@@ -13,19 +13,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tts_opt.engines.specs import model_spec
 from tts_opt.graph import (
     PAPER_TASK_LENGTHS,
     GraphArtifact,
     GraphError,
     GraphvizMissingError,
-    ModelSpec,
     cost_in_budget_unit,
-    known_model,
     load_artifact,
     node_flops,
     reference_graph_budget,
     render_image,
-    spec_from_config,
     to_dot,
     to_mermaid,
     to_text,
@@ -91,15 +89,6 @@ def validate_command(
     )
 
 
-def _model_spec(name: str) -> ModelSpec:
-    """A paper model by name, or any model from its HF config directory / config.json."""
-    path = Path(name)
-    if not path.exists():
-        return known_model(name)
-    model_dir = path.resolve().parent if path.is_file() else path.resolve()
-    return spec_from_config(model_dir.name, path)
-
-
 def budget(
     task: Annotated[str, typer.Option(help="Task with paper lengths.")] = "math",
     reference_nodes: Annotated[
@@ -122,7 +111,7 @@ def budget(
         raise typer.Exit(1)
     lengths = PAPER_TASK_LENGTHS[task]
     try:
-        small_spec, sink_spec = _model_spec(small), _model_spec(sink)
+        small_spec, sink_spec = model_spec(small), model_spec(sink)
     except (ValueError, OSError) as exc:  # GraphError, or an unreadable config.json
         _err.print(f"error: {exc}", markup=False)
         raise typer.Exit(1) from exc

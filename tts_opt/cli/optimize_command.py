@@ -25,15 +25,14 @@ from rich.progress import (
 )
 
 from tts_opt.cli.display import console
+from tts_opt.engines.specs import model_spec
 from tts_opt.graph import (
     PAPER_TASK_LENGTHS,
     Budget,
     GraphError,
     ModelSpec,
     TaskLengths,
-    known_model,
     save_artifact,
-    spec_from_config,
 )
 from tts_opt.graph.schema import BudgetUnit
 from tts_opt.optimizer import (
@@ -139,21 +138,6 @@ class CliError(Exception):
     """A bad option or setup; printed without a traceback."""
 
 
-def _model_spec(name: str) -> ModelSpec:
-    path = Path(name)
-    if path.exists():
-        directory = path.resolve().parent if path.is_file() else path.resolve()
-        return spec_from_config(directory.name, path)
-    try:
-        return known_model(name)
-    except GraphError:
-        from tts_opt.models import EMBEDDED_MODELS, resolve
-
-        if name not in EMBEDDED_MODELS:
-            raise
-        return spec_from_config(name, resolve(name))
-
-
 def _with_price(spec: ModelSpec, prices: dict[str, tuple[float, float]]) -> ModelSpec:
     if spec.name not in prices:
         return spec
@@ -173,7 +157,9 @@ def _prices(items: list[str]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _lengths(task: Task, prompt_tokens: float | None, output_tokens: float | None) -> TaskLengths:
+def task_lengths(
+    task: Task, prompt_tokens: float | None, output_tokens: float | None
+) -> TaskLengths:
     """Given lengths, else the paper's, else an estimate from the data (4 characters a token)."""
     base = task.name.split(":")[0]
     if prompt_tokens is None and output_tokens is None and base in PAPER_TASK_LENGTHS:
@@ -238,12 +224,12 @@ class SearchOptions(msgspec.Struct, frozen=True):
 def _setup(o: SearchOptions) -> tuple[Task, SearchSpace, GraphScorer]:
     task = get_task(o.task)
     price = _prices(o.price or [])
-    pool = tuple(_with_price(_model_spec(m), price) for m in o.models or DEFAULT_MODELS)
+    pool = tuple(_with_price(model_spec(m), price) for m in o.models or DEFAULT_MODELS)
     unit: BudgetUnit = _choice(o.budget_unit, ("flops", "usd"), "--budget-unit")  # type: ignore[assignment]
     space = SearchSpace(
         task=task.name,
         budget=Budget(value=o.budget, unit=unit),
-        lengths=_lengths(task, o.prompt_tokens, o.output_tokens),
+        lengths=task_lengths(task, o.prompt_tokens, o.output_tokens),
         pool=pool,
         templates=task.templates,
         max_nodes=o.max_nodes,
@@ -272,7 +258,7 @@ def _settings(o: SearchOptions, method: str, seed: int) -> OptimizeSettings:
     )
 
 
-def _stem(task: str, budget: float) -> str:
+def artifact_stem(task: str, budget: float) -> str:
     return f"{task.replace('/', '_')}@{budget:g}"
 
 
@@ -282,7 +268,7 @@ class Written(msgspec.Struct, frozen=True):
     report_path: Path
 
 
-async def _with_progress(label: str, iterations: int, run: Callable) -> SearchResult:
+async def with_progress(label: str, iterations: int, run: Callable) -> SearchResult:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -310,7 +296,7 @@ async def run_searches(o: SearchOptions, runs: list[tuple[str, int, str]]) -> li
     each archive under OUT/.archive."""
     task, space, scorer = _setup(o)
     agent = _agent(o.agent_model, o.agent_base_url, o.agent_api_key_env)
-    stem = _stem(space.task, space.budget.value)
+    stem = artifact_stem(space.task, space.budget.value)
     note = "SYNTHETIC SCORER (test double): accuracies are not real results. "
     written = []
     try:
@@ -335,7 +321,7 @@ async def run_searches(o: SearchOptions, runs: list[tuple[str, int, str]]) -> li
                     description=description,
                 )
 
-            result = await _with_progress(f"{method} s{seed}", o.iterations, run)
+            result = await with_progress(f"{method} s{seed}", o.iterations, run)
             artifact_path = save_artifact(result.artifact, o.out / name.format(stem=stem))
             report_path = o.out / f"{stem}.{method}.s{seed}.report.md"
             report_path.write_text(run_report(result), encoding="utf-8")
@@ -452,7 +438,7 @@ def compare_command(
         for seed in seeds or [0, 1, 2]
     ]
     results = [w.result for w in _run(options, runs)]
-    stem = _stem(results[0].artifact.task, budget)
+    stem = artifact_stem(results[0].artifact.task, budget)
     table = compare_table(results)
     table_path = out / f"compare-{stem}.md"
     table_path.write_text(table, encoding="utf-8")

@@ -18,16 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import pairwise
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from tts_opt import __version__
-from tts_opt.engines.vllm_config import VllmEngineConfig
+from tts_opt.engines.specs import model_spec
 from tts_opt.graph.cost import graph_cost_units, graph_flops
 from tts_opt.graph.errors import GraphError
-from tts_opt.graph.models import KNOWN_MODELS, PAPER_TASK_LENGTHS, known_model, spec_from_config
+from tts_opt.graph.models import PAPER_TASK_LENGTHS
 from tts_opt.graph.schema import (
     SCHEMA_VERSION,
     Budget,
@@ -39,12 +38,11 @@ from tts_opt.graph.schema import (
     TaskLengths,
 )
 from tts_opt.graph.validate import validate
-from tts_opt.models import EMBEDDED_MODELS, resolve
 from tts_opt.tasks.lengths import measure_lengths
 from tts_opt.tasks.task import Task
 
 if TYPE_CHECKING:  # the pool module imports every engine client: too heavy for a type
-    from tts_opt.engines.pool import PoolConfig
+    pass
 
 PROBE_KINDS = ("single", "parallel", "chain")
 PROBE_SYNTAX = "single:MODEL | parallel:MODELS:FUSER | chain:MODELS (MODELS: M1,M2*3,...)"
@@ -53,25 +51,6 @@ CHARS_PER_TOKEN = 4
 PROBE_DECODING = Decoding(seed=0)
 
 SpecResolver = Callable[[str], ModelSpec]
-
-
-def model_spec(name: str, pool: PoolConfig | None = None) -> ModelSpec:
-    """The cost-model spec of pool model `name`: from the HF config of the local model directory
-    the pool config gives it, else of the embedded model (pulled), else the paper's spec."""
-    configured = {e.model: e for e in pool.engines}.get(name) if pool else None
-    if isinstance(configured, VllmEngineConfig):
-        path = Path(configured.path).expanduser()
-        if path.is_dir():
-            return spec_from_config(name, path)
-    if name in EMBEDDED_MODELS:
-        return spec_from_config(name, resolve(name))
-    if name in KNOWN_MODELS:
-        return known_model(name)
-    raise GraphError(
-        f"no spec for model {name!r}: it is neither embedded ({', '.join(EMBEDDED_MODELS)}), "
-        f"nor a paper model ({', '.join(KNOWN_MODELS)}), nor an in-process engine of the pool "
-        "config with a local model directory"
-    )
 
 
 def task_lengths(task: Task) -> TaskLengths:

@@ -1,0 +1,197 @@
+"""`tts-opt quickstart`: the main job on the embedded default, end to end, in one process.
+
+1. pull the embedded models; 2. start their engines (once); 3. optimize a tiny graph for GSM8K
+with Agent-REINFORCE on those engines (really: every score runs the graph on the task's
+questions), writing `OUT/graphs/gsm8k@<budget>.json`; 4. serve OUT/graphs with the real server on
+a loopback port, on the same engines; 5. ask profile `gsm8k` one question with the official
+`openai` client, streaming the answer; then stop the server and close the engines.
+
+The settings are deliberately tiny (a few evaluations on a few questions, short answers) so the
+whole run takes minutes on a CPU; `tts-opt optimize` is the command for real searches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import uvicorn
+
+from tts_opt.cli.display import console
+from tts_opt.cli.optimize_command import artifact_stem, task_lengths, with_progress
+from tts_opt.cli.run_command import start_engines
+from tts_opt.engines.base import Engine
+from tts_opt.engines.pool import EnginePool
+from tts_opt.engines.specs import model_spec
+from tts_opt.evaluation import NodeCache
+from tts_opt.graph import Budget, save_artifact
+from tts_opt.graph.schema import Decoding
+from tts_opt.optimizer import Limits, OptimizeSettings, SearchResult, SearchSpace, optimize
+from tts_opt.optimizer.context import ProgressFn
+from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
+from tts_opt.server.app import create_app
+from tts_opt.server.config import ServerConfig
+from tts_opt.server.profiles import ProfileRegistry
+from tts_opt.tasks import get_task
+
+TASK = "gsm8k"
+# Qwen2.5-Coder-1.5B-Instruct only: one engine start, and a chat model that answers (the Gemma
+# 270M base model often ends a fuser's answer at once, which makes a poor demonstration). The
+# budget, in units of one Qwen call, fits a few Qwen nodes.
+POOL = ("qwen2.5-coder-1.5b",)
+BUDGET = 4.0
+DECODING = Decoding(max_tokens=128, seed=0)
+SETTINGS = OptimizeSettings(
+    method="agent-reinforce",
+    limits=Limits(iterations=4, patience=4),
+    val_questions=3,
+    pretest_questions=2,
+    reeval_questions=3,
+    reeval_top_k=2,
+    test_questions=3,
+)
+
+
+def quickstart(
+    prompt: str, *, pull: Callable[[list[str]], None], out: Path = Path("quickstart-out")
+) -> None:
+    """The five steps; `pull(models)` provisions the models (the `models pull` command)."""
+    with _step(1, f"pull the models ({', '.join(POOL)})"):
+        pull(list(POOL))
+    asyncio.run(_main(prompt, out))
+
+
+@contextmanager
+def _step(number: int, title: str) -> Iterator[None]:
+    console.rule(f"{number}/5 {title}")
+    started = time.perf_counter()
+    yield
+    console.print(f"[dim]step {number} took {time.perf_counter() - started:.1f}s[/]")
+
+
+async def _main(prompt: str, out: Path) -> None:
+    pool = EnginePool()
+    try:
+        with _step(2, f"start the engines ({', '.join(POOL)})"):
+            engines = await start_engines(pool, POOL)
+        with _step(3, f"optimize a graph for {TASK} at budget {BUDGET:g} (Agent-REINFORCE)"):
+            artifact_path = await _optimize(engines, out)
+        async with _serving(engines, artifact_path.parent) as url:
+            with _step(5, f"answer a request on profile {TASK!r} (openai client, streaming)"):
+                await _ask(url, prompt)
+    finally:
+        with console.status("closing the engines"):
+            await pool.close()
+
+
+async def _optimize(engines: Mapping[str, Engine], out: Path) -> Path:
+    task = get_task(TASK)
+    space = SearchSpace(
+        task=task.name,
+        budget=Budget(value=BUDGET, unit="flops"),
+        lengths=task_lengths(task, None, None),
+        pool=tuple(model_spec(m) for m in POOL),
+        templates=task.templates,
+        decoding=DECODING,
+    )
+    # The engines are already up: the scorer's `start` hands them over; closing them is ours.
+    scorer = EvaluationScorer(task, lambda: _ready(engines), cache=NodeCache())
+    stem = artifact_stem(space.task, space.budget.value)
+
+    async def run(on_progress: ProgressFn) -> SearchResult:
+        return await optimize(
+            task,
+            space,
+            SETTINGS,
+            scorer,
+            out / ".archive" / f"{stem}.jsonl",
+            fresh=True,
+            on_progress=on_progress,
+            description="Found by tts-opt quickstart (tiny search: few questions, short answers).",
+        )
+
+    try:
+        result = await with_progress(SETTINGS.method, SETTINGS.limits.iterations, run)
+    finally:
+        await scorer.close()
+    graphs = out / "graphs"
+    graphs.mkdir(parents=True, exist_ok=True)
+    path = save_artifact(result.artifact, graphs / f"{stem}.json")
+    test = result.selection.test.measurement
+    nodes = ", ".join(f"{n.id}:{n.model}:{n.role}" for n in result.artifact.nodes)
+    console.print(f"graph: {nodes} -> sink {result.artifact.sink}")
+    console.print(
+        f"[green]wrote[/] {path}: test accuracy {test.accuracy:.0%} on {test.n} questions, "
+        f"{result.tokens:,} tokens, {len(result.records)} evaluations"
+    )
+    return path
+
+
+async def _ready(engines: Mapping[str, Engine]) -> Mapping[str, Engine]:
+    return engines
+
+
+@asynccontextmanager
+async def _serving(engines: Mapping[str, Engine], graphs: Path) -> AsyncIterator[str]:
+    """Step 4: the server on a free loopback port in this event loop; yields its /v1 URL."""
+    with _step(4, f"serve {graphs} on loopback"):
+        registry = ProfileRegistry(graphs)
+        profiles = registry.activate(engines)
+        app = create_app(ServerConfig(log_level="warning"), registry)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if serving.done():
+                sock.close()
+                serving.result()  # raises why it did not start
+            await asyncio.sleep(0.05)
+        console.print(f"serving profiles {', '.join(profiles.profiles)} at {url}")
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        await serving
+        sock.close()
+        console.print("server stopped")
+
+
+async def _ask(url: str, prompt: str) -> None:
+    from openai import AsyncOpenAI
+
+    console.print(f"[bold]question[/] (model={TASK!r}): {prompt}")
+    console.print("[bold]answer[/]:")
+    async with AsyncOpenAI(base_url=url, api_key="unused") as client:
+        stream = await client.chat.completions.create(
+            model=TASK,
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        usage, answer, finish = None, "", None
+        async for chunk in stream:
+            for choice in chunk.choices:
+                answer += choice.delta.content or ""
+                sys.stdout.write(choice.delta.content or "")
+                sys.stdout.flush()
+                finish = choice.finish_reason or finish
+            usage = chunk.usage or usage
+    sys.stdout.write("\n")
+    if not answer.strip():
+        console.print(
+            f"[yellow](empty answer, finish reason {finish!r}: the sink model stopped at once; "
+            "tiny base models often do)[/]"
+        )
+    if usage is not None:
+        console.print(
+            f"usage: {usage.prompt_tokens} prompt + {usage.completion_tokens} completion "
+            f"= {usage.total_tokens} tokens"
+        )
