@@ -23,7 +23,6 @@ app = typer.Typer(
 models_app = typer.Typer(help="Provision the models the embedded default runs on.")
 app.add_typer(models_app, name="models")
 
-DEMO_GRAPH = Path(__file__).resolve().parents[1] / "data" / "graphs" / "demo-gsm8k.json"
 DEMO_PROMPT = (
     "A baker makes 24 muffins. She sells 3/4 of them in the morning and half of the rest in the "
     "afternoon. How many muffins are left?"
