@@ -42,10 +42,11 @@ from tts_opt.tasks import get_task
 TASK = "gsm8k"
 # Qwen2.5-Coder-1.5B-Instruct only: one engine start, and a chat model that answers (the Gemma
 # 270M base model often ends a fuser's answer at once, which makes a poor demonstration). The
-# budget, in units of one Qwen call, fits a few Qwen nodes.
+# budget, in units of one Qwen call, fits a few Qwen nodes. Answers need ~200 tokens to reach
+# GSM8K's "The answer is N" line; shorter ones are cut before it and always score 0.
 POOL = ("qwen2.5-coder-1.5b",)
 BUDGET = 4.0
-DECODING = Decoding(max_tokens=128, seed=0)
+DECODING = Decoding(max_tokens=256, seed=0)
 SETTINGS = OptimizeSettings(
     method="agent-reinforce",
     limits=Limits(iterations=4, patience=4),
