@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tts_opt.cache import CACHE_ENV
 from tts_opt.models import (
     ChecksumError,
     EmbeddedModel,
@@ -40,7 +41,7 @@ def _fake_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, **overrides) ->
     )
     spec = EmbeddedModel(**{**spec.__dict__, **overrides})
     monkeypatch.setitem(registry.EMBEDDED_MODELS, "fake", spec)
-    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     return spec
 
 
@@ -57,7 +58,7 @@ def test_sha256_mismatch_is_detected(tmp_path: Path) -> None:
 
 
 def test_resolve_names_the_pull_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(cache.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     with pytest.raises(ModelNotPulledError, match="run `tts-opt models pull`"):
         resolve("gemma-3-270m")
     with pytest.raises(UnknownModelError, match="known: gemma-3-270m"):

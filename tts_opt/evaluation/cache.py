@@ -31,8 +31,8 @@ from typing import TypeVar
 
 import msgspec
 
+from tts_opt.cache import cache_root
 from tts_opt.engines.base import ChatMessage, SamplingParams
-from tts_opt.tasks.datasets import cache_root
 
 KEY_VERSION = 1  # bump when the meaning of a key changes: old entries then simply miss
 BUSY_TIMEOUT_MS = 60_000

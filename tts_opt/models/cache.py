@@ -8,35 +8,26 @@ so an interrupted or concurrent pull never leaves a half-written model behind.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import platformdirs
-
+from tts_opt.cache import cache_root, file_lock
 from tts_opt.models import registry
 from tts_opt.models.assemble import verify_sha256
 from tts_opt.models.convert import convert_in_subprocess
 from tts_opt.models.errors import ModelError
 
 MARKER = "tts-opt-model.json"
-CACHE_ENV = "TTS_OPT_CACHE"
 
 Progress = Callable[[str], None]
 
 
 class ModelNotPulledError(ModelError, FileNotFoundError):
     """An embedded model is used before it was pulled into the cache."""
-
-
-def cache_root() -> Path:
-    """`$TTS_OPT_CACHE`, else the platform's user cache dir for tts-opt."""
-    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("tts-opt"))
 
 
 def model_dir(name: str) -> Path:
@@ -69,7 +60,7 @@ def _pull_one(spec: registry.EmbeddedModel, say: Progress) -> Path:
         say(f"{spec.name}: already in {target}")
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{spec.name}.lock"):
+    with file_lock(target.parent / f".{spec.name}.lock"):
         if is_pulled(spec.name):  # another process finished it while we waited for the lock
             say(f"{spec.name}: already in {target}")
             return target
@@ -98,13 +89,3 @@ def _marker_sha(directory: Path) -> str | None:
         return json.loads((directory / MARKER).read_text())["gguf_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)

