@@ -171,16 +171,22 @@ def _print_table(rows: Sequence[dict[str, Any]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", help="scenario names to run")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the selection this many times, interleaved "
+        "(on a shared machine, compare scenarios measured under the same load)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         rows = asyncio.run(run_scenario(msgspec.json.decode(args.child, type=Scenario)))
         print("RESULT " + json.dumps(rows), flush=True)
         return
+    selected = [s for s in _scenarios() if not args.only or s.name in args.only]
     rows = []
-    for scenario in _scenarios():
-        if args.only and scenario.name not in args.only:
-            continue
+    for scenario in selected * args.rounds:
         rows += _run_child(scenario)
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     _print_table(rows)

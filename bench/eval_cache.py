@@ -13,7 +13,7 @@ Each is the wall time of `evaluate` over the questions; ratios are against the b
 in the same run. A warm-up evaluation on other questions runs first, so no row pays for start-up.
 
     python bench/eval_cache.py [--questions 8] [--max-tokens 64] [--assistant MODEL]
-                               [--fuser MODEL] [--width 3] [--concurrency 8]
+                               [--fuser MODEL] [--width 3] [--concurrency 8] [--engines FILE]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tts_opt.engines.pool import EnginePool
+from tts_opt.engines.pool import EnginePool, PoolConfig, load_pool_config
 from tts_opt.evaluation import EvalReport, NodeCache, evaluate, model_spec, parallel_graph
 from tts_opt.tasks import get_task
 
@@ -41,6 +41,7 @@ async def main() -> None:
     parser.add_argument("--fuser", default="qwen2.5-coder-1.5b")
     parser.add_argument("--width", type=int, default=3, help="assistants of A (B has one more)")
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--engines", type=Path, help="engine pool config (default: embedded)")
     args = parser.parse_args()
     print("command: python bench/eval_cache.py " + shlex.join(sys.argv[1:]))
 
@@ -56,7 +57,7 @@ async def main() -> None:
         f"fuser, B = {args.width + 1} x {assistant.name} -> {fuser.name} fuser"
     )
 
-    pool = EnginePool()
+    pool = EnginePool(PoolConfig() if args.engines is None else load_pool_config(args.engines))
     started = time.perf_counter()
     engines = await pool.start([assistant.name, fuser.name])
     print(f"engines up in {time.perf_counter() - started:.0f} s")

@@ -21,7 +21,8 @@ class VllmEngineConfig(
     path: str  # local HF model directory (`~` allowed) or hub id
     dtype: str = "bfloat16"
     max_model_len: int = 4096
-    max_num_seqs: int = 16
+    # Decoding on CPU is memory-bound: tokens/s grows with the batch (32 beat 16 at 32 requests).
+    max_num_seqs: int = 32
     kv_cache_gib: float = 2.0  # CPU only: KV-cache size in GiB
     memory_share: float = 0.9  # GPU only: share of GPU memory vLLM may take (weights + KV)
     # CPU only: cores the engine's OpenMP threads run on. "all": every core this process may
@@ -29,5 +30,8 @@ class VllmEngineConfig(
     # idle, as here); None: vLLM's own default (keeps one core for the front end); otherwise a
     # VLLM_CPU_OMP_THREADS_BIND list such as "0-1" or "1".
     cpu_threads_bind: str | None = "all"
+    # False compiles the model (C++ kernels via torch.compile; eager if no compiler is found):
+    # about 2x the decode speed for Gemma-270M, no gain measured for Qwen-1.5B, and 1.5-3 min
+    # more to start an engine.
     enforce_eager: bool = True
     seed: int = 0

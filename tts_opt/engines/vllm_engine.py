@@ -10,7 +10,9 @@ argument rather than the legacy `VLLM_CPU_KVCACHE_SPACE` variable, for the same 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import shutil
 import threading
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
 
 GiB = 1 << 30
+logger = logging.getLogger(__name__)
 
 
 class VllmEngine:
@@ -74,7 +77,7 @@ class VllmEngine:
             dtype=cfg.dtype,
             max_model_len=cfg.max_model_len,
             max_num_seqs=cfg.max_num_seqs,
-            enforce_eager=cfg.enforce_eager,
+            enforce_eager=cfg.enforce_eager or (on_cpu and not _can_compile()),
             seed=cfg.seed,
             disable_log_stats=True,
             **memory,
@@ -90,6 +93,9 @@ class VllmEngine:
             # Aborting first hands every waiting consumer its final (aborted) output.
             await llm.abort(list(self._in_flight))
         llm.shutdown()
+        # AsyncLLM.__del__ shuts down again; when the object lingers until interpreter exit,
+        # that second call meets half-torn-down modules and prints a TypeError.
+        llm.shutdown = lambda timeout=None: None  # type: ignore[method-assign]
 
     async def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
@@ -166,6 +172,15 @@ def _sampling(params: SamplingParams):
         stop=list(params.stop),
         output_kind=RequestOutputKind.DELTA,
     )
+
+
+def _can_compile() -> bool:
+    """torch.compile on CPU builds C++ kernels; without a compiler the engine runs eagerly."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler):
+        return True
+    logger.warning("no C++ compiler (%s): vLLM runs eagerly, decoding slower", compiler)
+    return False
 
 
 def _cpu_env(bind: str | None) -> dict[str, str]:
