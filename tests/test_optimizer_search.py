@@ -261,6 +261,8 @@ def test_cli_optimize_writes_a_loadable_artifact_and_resumes(tmp_path, monkeypat
         "18",
         "--iterations",
         "6",
+        "--max-tokens",
+        "128",
         "--out",
         str(tmp_path),
         *POOL_ARGS,
@@ -270,6 +272,7 @@ def test_cli_optimize_writes_a_loadable_artifact_and_resumes(tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     artifact = load_artifact(tmp_path / "math@18.json")
     assert "SYNTHETIC" in artifact.description
+    assert artifact.decoding.max_tokens == 128
     report = (tmp_path / "math@18.agent-reinforce.s0.report.md").read_text()
     assert "## Search history" in report
     again = CliRunner().invoke(cli(), args)

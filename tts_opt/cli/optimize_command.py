@@ -34,7 +34,7 @@ from tts_opt.graph import (
     TaskLengths,
     save_artifact,
 )
-from tts_opt.graph.schema import BudgetUnit
+from tts_opt.graph.schema import BudgetUnit, Decoding
 from tts_opt.optimizer import (
     METHODS,
     Limits,
@@ -80,6 +80,7 @@ SCORERS: dict[str, ScorerFactory] = {
     "synthetic": lambda task, space, engines, cache: SyntheticScorer(),
 }
 DEFAULT_MODELS = ["gemma-3-270m", "qwen2.5-coder-1.5b"]
+DEFAULT_MAX_TOKENS = Decoding().max_tokens
 
 TaskOpt = Annotated[
     str,
@@ -112,6 +113,9 @@ TopKOpt = Annotated[int, typer.Option(help="Finalists re-evaluated.")]
 TestOpt = Annotated[int, typer.Option(help="Test questions for the winner.")]
 RepairOpt = Annotated[str, typer.Option(help="Over-budget repair: value or reference.")]
 MaxNodesOpt = Annotated[int, typer.Option(help="Largest graph considered.")]
+MaxTokensOpt = Annotated[
+    int, typer.Option(min=1, help="Tokens each node may generate (shorter: cheaper search).")
+]
 AgentModelOpt = Annotated[
     str | None,
     typer.Option(
@@ -206,6 +210,7 @@ class SearchOptions(msgspec.Struct, frozen=True):
     test_questions: int
     repair: str
     max_nodes: int
+    max_tokens: int
     agent_model: str | None
     agent_base_url: str | None
     agent_api_key_env: str
@@ -232,6 +237,7 @@ def _setup(o: SearchOptions) -> tuple[Task, SearchSpace, GraphScorer]:
         lengths=task_lengths(task, o.prompt_tokens, o.output_tokens),
         pool=pool,
         templates=task.templates,
+        decoding=Decoding(max_tokens=o.max_tokens),
         max_nodes=o.max_nodes,
     )
     if o.scorer not in SCORERS:
@@ -371,6 +377,7 @@ def optimize_command(
     seed: Annotated[int, typer.Option(help="Seed of the search.")] = 0,
     repair: RepairOpt = "value",
     max_nodes: MaxNodesOpt = 10,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
     agent_model: AgentModelOpt = None,
     agent_base_url: AgentUrlOpt = None,
     agent_api_key_env: AgentKeyOpt = "OPENAI_API_KEY",
@@ -419,6 +426,7 @@ def compare_command(
     test_questions: TestOpt = 100,
     repair: RepairOpt = "value",
     max_nodes: MaxNodesOpt = 10,
+    max_tokens: MaxTokensOpt = DEFAULT_MAX_TOKENS,
     agent_model: AgentModelOpt = None,
     agent_base_url: AgentUrlOpt = None,
     agent_api_key_env: AgentKeyOpt = "OPENAI_API_KEY",
