@@ -70,7 +70,10 @@ class APIError(Exception):
 
 
 def not_ready() -> APIError:
-    return APIError(503, "the engines are still loading", headers={"Retry-After": "5"})
+    """A code of its own, so that alerts tell engines still loading from other server errors."""
+    return APIError(
+        503, "the engines are still loading", code="engines_loading", headers={"Retry-After": "5"}
+    )
 
 
 def model_not_found(name: str) -> APIError:
