@@ -2,12 +2,13 @@
 
 Engines are sized for a CI box (2 cores, 24 GiB): small KV caches and context. The Qwen engine
 only starts when a test asks for it; once both are up they are co-hosted in this process, as in
-the server.
+the server. `remote_gemma` is Gemma behind a real vLLM OpenAI server in a second process, the
+way engines on other machines join a deployment.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,13 @@ async def gemma_engine(gemma_path: Path) -> AsyncIterator:
 async def qwen_engine(qwen_path: Path) -> AsyncIterator:
     async for engine in _engine(QWEN, qwen_path, max_num_seqs=8, kv_cache_gib=1.0):
         yield engine
+
+
+@pytest.fixture(scope="session")
+def remote_gemma(gemma_path: Path) -> Iterator[str]:
+    """The base URL (`.../v1`) of a vLLM OpenAI server (`python -m vllm...api_server`) on
+    loopback serving Gemma as `gemma-3-270m`."""
+    from vllm_server import PLAIN_TEMPLATE, vllm_openai_server
+
+    with vllm_openai_server(gemma_path, GEMMA, chat_template=PLAIN_TEMPLATE) as url:
+        yield url

@@ -1,27 +1,19 @@
-"""The OpenAI-compatible engine against a real vLLM OpenAI server on loopback (Gemma 270M)."""
+"""The OpenAI-compatible engine against a real vLLM OpenAI server on loopback (Gemma 270M, the
+session fixture `remote_gemma`)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from vllm_server import PLAIN_TEMPLATE, vllm_openai_server
 
 from tts_opt.engines.base import ChatMessage, EngineError, SamplingParams, collect
 from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
 
 pytestmark = pytest.mark.engine
 PROMPT = [ChatMessage("user", "The capital of France is")]
-
-
-@pytest.fixture(scope="module")
-def remote_gemma(gemma_path: Path) -> Iterator[str]:
-    with vllm_openai_server(gemma_path, "gemma-3-270m", chat_template=PLAIN_TEMPLATE) as url:
-        yield url
 
 
 @pytest.fixture
