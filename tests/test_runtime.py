@@ -66,6 +66,20 @@ async def test_identical_assistants_become_one_request_and_the_fuser_sees_every_
     assert all(t.batch_size == 3 for t in result.trace.nodes[:3])
 
 
+async def test_greedy_identical_assistants_share_one_sample():
+    pool = engines()
+    result = await GraphRunner(fan_in(3, decoding=Decoding(temperature=0.0)), pool).run(QUESTION)
+
+    [single] = pool[SMALL].requests
+    assert single.params.n == 1
+    [fuse] = pool[LARGE].requests
+    assert last_user(fuse.messages).count("answer 0 to Q: What is") == 3
+    first, *copies, sink = result.trace.nodes
+    assert first.flops > 0 and [c.flops for c in copies] == [0.0, 0.0]
+    assert [c.output_tokens for c in copies] == [first.output_tokens] * 2
+    assert result.trace.usage.completion_tokens == first.output_tokens + sink.output_tokens
+
+
 async def test_without_batching_each_node_is_its_own_request_with_its_own_seed():
     pool = engines()
     runner = GraphRunner(fan_in(3, decoding=Decoding(seed=7)), pool, batch_identical=False)

@@ -71,6 +71,8 @@ class ScriptedEngine:
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
     ) -> AsyncIterator[SampleDelta]:
         self.requests.append(RecordedRequest(request_id, tuple(messages), params))
+        if params.n > 1 and params.temperature == 0:  # as vLLM and OpenAI servers answer
+            raise EngineError("n > 1 needs sampling (temperature > 0)")
         if self.failures_left > 0:
             self.failures_left -= 1
             raise EngineError(f"scripted failure of {self._model} for {request_id}")

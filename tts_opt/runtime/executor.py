@@ -192,7 +192,9 @@ class _Run:
             # Distinct seeds per call: identical prompts sent separately must not repeat a sample.
             seed=None if self.decoding.seed is None else self.decoding.seed + index,
             stop=self.decoding.stop,
-            n=len(call.nodes),
+            # Greedy decoding gives identical calls one answer: sample it once and share it
+            # (engines also reject n > 1 without sampling).
+            n=1 if self.decoding.temperature == 0 else len(call.nodes),
         )
         engine = self.runner.engines[call.model]
         for attempt in itertools.count(1):
@@ -217,9 +219,9 @@ class _Run:
         messages: list[ChatMessage],
         params: SamplingParams,
     ) -> _CallResult:
-        texts: list[list[str]] = [[] for _ in call.nodes]
-        tokens = [0] * len(call.nodes)
-        reasons = ["stop"] * len(call.nodes)
+        texts: list[list[str]] = [[] for _ in range(params.n)]
+        tokens = [0] * params.n
+        reasons = ["stop"] * params.n
         prompt_tokens = 0
         first_token_s: float | None = None
         request_id = f"{self.request_id}-{index}-{attempt}"
@@ -244,7 +246,10 @@ class _Run:
         end_s = self.now()
         spec = self.runner.specs[call.model]
         self.usage += Usage(result.prompt_tokens, sum(result.output_tokens))
-        for sample, node in enumerate(call.nodes):
+        for position, node in enumerate(call.nodes):
+            # Nodes beyond the samples generated share sample 0 and cost nothing more.
+            sample = position if position < len(result.texts) else 0
+            generated = sample == position
             trace = NodeTrace(
                 node=node,
                 model=call.model,
@@ -256,7 +261,9 @@ class _Run:
                 end_s=end_s,
                 prompt_tokens=result.prompt_tokens,
                 output_tokens=result.output_tokens[sample],
-                flops=node_flops_measured(spec, result.prompt_tokens, result.output_tokens[sample]),
+                flops=node_flops_measured(spec, result.prompt_tokens, result.output_tokens[sample])
+                if generated
+                else 0.0,
                 attempts=attempts,
                 batch_size=len(call.nodes),
             )
