@@ -35,3 +35,6 @@ class VllmEngineConfig(
     # more to start an engine.
     enforce_eager: bool = True
     seed: int = 0
+    # vLLM's own Prometheus metrics (`vllm:` prefix: queue, KV-cache use, tokens, TTFT/TPOT/e2e)
+    # on the server's /metrics. Costs some counter and histogram updates per engine step.
+    metrics: bool = True

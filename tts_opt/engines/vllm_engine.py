@@ -18,8 +18,11 @@ from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
 from typing import TYPE_CHECKING
 
+from prometheus_client import CollectorRegistry
+
 from tts_opt.engines.base import ChatMessage, EngineError, SampleDelta, SamplingParams
 from tts_opt.engines.vllm_config import VllmEngineConfig
+from tts_opt.engines.vllm_metrics import ENGINE_METRICS, stat_logger
 
 if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -39,6 +42,7 @@ class VllmEngine:
         self._chat = False
         self._bos_id: int | None = None
         self._in_flight: set[str] = set()
+        self._metrics: CollectorRegistry | None = None  # vLLM's metrics of the running engine
 
     @property
     def model(self) -> str:
@@ -55,6 +59,8 @@ class VllmEngine:
                 return
             # Built in a thread: loading takes tens of seconds and the event loop keeps serving.
             self._llm = await asyncio.to_thread(self._build)
+            if self._metrics is not None:
+                ENGINE_METRICS.attach(self._metrics)
             tokenizer = self._llm.get_tokenizer()
             self._chat = bool(getattr(tokenizer, "chat_template", None))
             self._bos_id = None if self._chat else tokenizer.bos_token_id
@@ -76,16 +82,22 @@ class VllmEngine:
             max_num_seqs=cfg.max_num_seqs,
             enforce_eager=cfg.enforce_eager or (on_cpu and not _can_compile()),
             seed=cfg.seed,
-            disable_log_stats=True,
+            disable_log_stats=True,  # vLLM's periodic log lines; metrics go to `stat_loggers`
             **platform,
         )
+        # A registry per start: a restarted engine creates its collectors anew.
+        self._metrics = CollectorRegistry() if cfg.metrics else None
+        loggers = [] if self._metrics is None else [stat_logger(self._metrics)]
         with _SPAWN_ENV.lease(_cpu_env(cfg.cpu_threads_bind) if on_cpu else {}):
-            return AsyncLLM.from_engine_args(args)
+            return AsyncLLM.from_engine_args(args, stat_loggers=loggers)
 
     async def close(self) -> None:
         llm, self._llm = self._llm, None
         if llm is None:
             return
+        if self._metrics is not None:
+            ENGINE_METRICS.detach(self._metrics)
+            self._metrics = None
         if self._in_flight:
             # Aborting first hands every waiting consumer its final (aborted) output.
             await llm.abort(list(self._in_flight))

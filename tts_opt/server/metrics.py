@@ -1,8 +1,9 @@
 """Prometheus metrics of the server (`tts_` prefix) and the `/metrics` exposition.
 
 The server's metrics live in their own registry, so several apps (tests) can coexist in one
-process. `/metrics` appends prometheus_client's default registry: process metrics, and the
-in-process vLLM engines' own `vllm:` metrics, which vLLM's PrometheusStatLogger registers there.
+process. `/metrics` appends the in-process vLLM engines' own `vllm:` metrics (one series per
+engine, label `model_name`; see `tts_opt.engines.vllm_metrics`) and prometheus_client's default
+registry (process metrics).
 Label `profile` is a profile name or, for direct serving, a pool model name: both come from the
 server's own set, never from what a client typed, so cardinality stays bounded.
 """
@@ -18,6 +19,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from tts_opt.engines.vllm_metrics import ENGINE_METRICS
 from tts_opt.runtime.trace import RunTrace, Usage
 
 # Seconds: end-to-end and first-token latency of LLM graphs range from ms (tiny, cached) to minutes.
@@ -86,4 +88,8 @@ class Metrics:
                 )
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry) + generate_latest(REGISTRY)
+        return (
+            generate_latest(self.registry)
+            + generate_latest(ENGINE_METRICS)
+            + generate_latest(REGISTRY)
+        )
