@@ -71,7 +71,8 @@ class _Run:
         self.deadline = asyncio.get_running_loop().time() + ctx.config.limits.request_timeout_s
         self.first_token = False
         self.ended = False
-        ctx.metrics.in_flight.labels(target.label).inc()
+        self.metrics = ctx.metrics.profile(target.label)
+        self.metrics.in_flight.inc()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -82,28 +83,28 @@ class _Run:
         return self.request.tts_opt is not None and self.request.tts_opt.trace
 
     def observe(self, event: TextDelta | Completed) -> None:
-        metrics, label = self.ctx.metrics, self.target.label
-        elapsed = time.perf_counter() - self.started
         if isinstance(event, Completed):
-            metrics.completed(label, elapsed, event.usage, event.trace)
+            elapsed = time.perf_counter() - self.started
+            self.ctx.metrics.completed(self.target.label, elapsed, event.usage, event.trace)
         elif not self.first_token:
             self.first_token = True
-            metrics.first_token.labels(label).observe(elapsed)
+            self.metrics.first_token.observe(time.perf_counter() - self.started)
 
     def end(self) -> None:
         """Give the slot back; idempotent, as several exit paths lead here."""
         if not self.ended:
             self.ended = True
             self.permit.release()
-            self.ctx.metrics.in_flight.labels(self.target.label).dec()
+            self.metrics.in_flight.dec()
 
     async def respond(self) -> Response[ChatCompletion]:
         texts: list[list[str]] = [[] for _ in range(self.target.n)]
         completed: Completed | None = None
-        events = paced(self.target.events(self.id), deadline=self.deadline)
-        async with aclosing(events):
+        # No keep-alive to send: the deadline may cancel the run wherever it is (as a disconnect
+        # does), so the events need no pump task of their own (`paced`).
+        events = self.target.events(self.id)
+        async with asyncio.timeout_at(self.deadline), aclosing(events):
             async for event in events:
-                assert event is not None  # no heartbeat asked for
                 self.observe(event)
                 if isinstance(event, TextDelta):
                     texts[event.index].append(event.text)

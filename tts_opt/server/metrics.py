@@ -72,20 +72,33 @@ class Metrics:
         self.errors = Counter(
             "tts_errors", "Failed requests by error type.", ["profile", "type"], registry=r
         )
+        # Label sets come from the server's own profiles and graphs, so these stay small.
+        self._profiles: dict[str, ProfileMetrics] = {}
+        self._nodes: dict[tuple[str, str, str, str], Histogram] = {}
+
+    def profile(self, profile: str) -> ProfileMetrics:
+        """The children of one `profile` label, made once (`labels()` costs more than an update)."""
+        children = self._profiles.get(profile)
+        if children is None:
+            children = self._profiles[profile] = ProfileMetrics(self, profile)
+        return children
 
     def completed(self, profile: str, seconds: float, usage: Usage, trace: RunTrace | None) -> None:
-        self.request_latency.labels(profile).observe(seconds)
-        self.tokens.labels(profile, "prompt").inc(usage.prompt_tokens)
-        self.tokens.labels(profile, "completion").inc(usage.completion_tokens)
+        children = self.profile(profile)
+        children.request_latency.observe(seconds)
+        children.prompt_tokens.inc(usage.prompt_tokens)
+        children.completion_tokens.inc(usage.completion_tokens)
         if trace is None:
             return
-        self.flops.labels(profile).inc(trace.flops)
-        self.overhead.labels(profile).observe(trace.overhead_s)
+        children.flops.inc(trace.flops)
+        children.overhead.observe(trace.overhead_s)
         for node in trace.nodes:
             if node.status == "ok":
-                self.node_latency.labels(profile, node.node, node.role, node.model).observe(
-                    node.end_s - node.start_s
-                )
+                key = (profile, node.node, node.role, node.model)
+                histogram = self._nodes.get(key)
+                if histogram is None:
+                    histogram = self._nodes[key] = self.node_latency.labels(*key)
+                histogram.observe(node.end_s - node.start_s)
 
     def exposition(self) -> bytes:
         return (
@@ -93,3 +106,16 @@ class Metrics:
             + generate_latest(ENGINE_METRICS)
             + generate_latest(REGISTRY)
         )
+
+
+class ProfileMetrics:
+    """The per-request metrics of one profile (or pool model)."""
+
+    def __init__(self, metrics: Metrics, profile: str) -> None:
+        self.request_latency = metrics.request_latency.labels(profile)
+        self.first_token = metrics.first_token.labels(profile)
+        self.overhead = metrics.overhead.labels(profile)
+        self.prompt_tokens = metrics.tokens.labels(profile, "prompt")
+        self.completion_tokens = metrics.tokens.labels(profile, "completion")
+        self.flops = metrics.flops.labels(profile)
+        self.in_flight = metrics.in_flight.labels(profile)
