@@ -36,6 +36,7 @@ quickstart: $(INSTALLED)
 
 test: $(INSTALLED) system-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -ra
 
 lint: $(INSTALLED)

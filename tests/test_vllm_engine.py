@@ -79,8 +79,7 @@ async def test_seeded_long_prompts_beyond_one_step_complete(gemma_engine) -> Non
     params = SamplingParams(temperature=1.0, max_tokens=4, seed=7)
     results = await asyncio.gather(
         *(  # distinct from the first token on, so the prefix cache cannot shorten a prefill
-            collect(gemma_engine, f"long-{i}", user(f"{i} " + LONG_TEXT), params)
-            for i in range(3)
+            collect(gemma_engine, f"long-{i}", user(f"{i} " + LONG_TEXT), params) for i in range(3)
         )
     )
     assert all(r.prompt_tokens > 1500 and 0 < r.output_tokens <= 4 for r in results)
