@@ -1,0 +1,467 @@
+"""Server benchmarks (see bench/README.md, "Server", for results and the machine they ran on).
+
+(a) overhead: tts-opt serving a one-node profile and a pool model on the zero-latency scripted
+    engine (a test double), against a bare Litestar endpoint that replays the same response
+    bytes without looking at the request. Both run on uvicorn as `tts-opt serve` runs it, on
+    loopback, each in a process of its own; requests/s and p50/p99 latency at 1, 16 and 128
+    concurrent clients, rounds interleaved; the added latency is tts-opt minus the baseline.
+    The clients are aiohttp's: httpx's cost 2-5 ms of CPU per request on a 2-core box, more than
+    the servers they would measure.
+(b) vllm: one-node profile through `tts-opt serve` against vLLM's own OpenAI server on the same
+    model, same requests and concurrency, rounds interleaved: tts-opt with its in-process engine
+    set up like the vLLM server, and tts-opt in front of that vLLM server (remote `openai` engine:
+    the proxy overhead). Throughput and latency ratios over vLLM.
+
+    python bench/server.py overhead [--requests 2000] [--concurrency 1 16 128]
+    python bench/server.py vllm [--model gemma-3-270m] [--requests 32] [--max-tokens 64]
+        [--concurrency 8] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import aiohttp
+import httpx
+import msgspec
+import openai
+import uvicorn
+from litestar import Litestar, Request, Response, get, post
+from litestar.response import Stream
+from server_load import (
+    Sample,
+    closed_loop,
+    cpu_seconds,
+    free_port,
+    percentile,
+    process,
+    wait_ready,
+)
+
+from tts_opt.engines.scripted import ScriptedEngine
+from tts_opt.graph.io import save_artifact
+from tts_opt.graph.schema import (
+    SCHEMA_VERSION,
+    Budget,
+    Decoding,
+    GraphArtifact,
+    ModelSpec,
+    Node,
+    TaskLengths,
+)
+from tts_opt.server.app import create_app
+from tts_opt.server.config import Limits, ServerConfig
+from tts_opt.server.profiles import ProfileRegistry
+
+HERE = Path(__file__).resolve()
+SCRIPTED = "scripted"
+PROFILE = "bench"  # the task of the one-node artifact: profile `bench`
+JSON = {"content-type": "application/json"}
+
+
+def one_node_graph(spec: ModelSpec) -> GraphArtifact:
+    """One assistant on `spec.name`: the request's messages go to the engine as they are."""
+    return GraphArtifact(
+        schema_version=SCHEMA_VERSION,
+        task=PROFILE,
+        budget=Budget(1e9),
+        task_lengths=TaskLengths(100, 100),
+        models=(spec,),
+        nodes=(Node("a", spec.name, "assistant"),),
+        edges=(),
+        sink="a",
+        decoding=Decoding(max_tokens=64, seed=0),
+    )
+
+
+def write_graphs(directory: Path, spec: ModelSpec) -> Path:
+    directory.mkdir()
+    save_artifact(one_node_graph(spec), directory / f"{PROFILE}.json")
+    return directory
+
+
+def serve_uvicorn(app, port: int) -> None:
+    """uvicorn as `tts-opt serve` runs it (uvloop and httptools when installed), access log off."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=5
+    )
+    uvicorn.Server(config).run()
+
+
+def serve_scripted(port: int, graphs: Path) -> None:
+    # Limit above the highest concurrency: measure serving, not 429s.
+    config = ServerConfig(limits=Limits(max_concurrent_requests=1024), log_level="warning")
+    registry = ProfileRegistry(graphs, config.default_budgets)
+    registry.activate({SCRIPTED: ScriptedEngine(SCRIPTED)})
+    serve_uvicorn(create_app(config, registry), port)
+
+
+def serve_bare(port: int, canned: Path) -> None:
+    """The baseline: a Litestar endpoint that answers with recorded tts-opt responses."""
+    completion = (canned / "completion.json").read_bytes()
+    frames = [f + b"\n\n" for f in (canned / "stream.sse").read_bytes().split(b"\n\n") if f]
+
+    async def replay() -> AsyncIterator[bytes]:  # async: Litestar runs sync iterators in threads
+        for frame in frames:
+            yield frame
+
+    @post("/v1/chat/completions", status_code=200)
+    async def chat(request: Request) -> Response | Stream:
+        if b'"stream":true' in await request.body():
+            return Stream(replay(), media_type="text/event-stream")
+        return Response(completion, media_type="application/json")
+
+    @get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    serve_uvicorn(Litestar([chat, health], logging_config=None), port)
+
+
+def chat_body(model: str, stream: bool) -> bytes:
+    question = [{"role": "user", "content": "What is 2 + 2? Answer briefly."}]
+    return msgspec.json.encode({"model": model, "messages": question, "stream": stream})
+
+
+async def send_chat(session: aiohttp.ClientSession, body: bytes) -> None:
+    async with session.post("/v1/chat/completions", data=body, headers=JSON) as reply:
+        await reply.read()
+    if reply.status != 200:
+        raise RuntimeError(f"status {reply.status}")
+
+
+async def record_canned(url: str, directory: Path) -> None:
+    async with httpx.AsyncClient(base_url=url) as client:
+        for name, stream in (("completion.json", False), ("stream.sse", True)):
+            reply = await client.post(
+                "/v1/chat/completions", content=chat_body(PROFILE, stream), headers=JSON
+            )
+            reply.raise_for_status()
+            (directory / name).write_bytes(reply.content)
+
+
+async def overhead(requests: int, levels: list[int], rounds: int) -> None:
+    python = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        graphs = write_graphs(directory / "graphs", ModelSpec(SCRIPTED, 1e9, 16, 2048))
+        tts_port, bare_port = free_port(), free_port()
+        tts_url, bare_url = f"http://127.0.0.1:{tts_port}", f"http://127.0.0.1:{bare_port}"
+        with contextlib.ExitStack() as stack:
+            tts = stack.enter_context(
+                process([python, str(HERE), "serve-scripted", str(tts_port), str(graphs)])
+            )
+            wait_ready(tts, f"{tts_url}/ready", 60)
+            await record_canned(tts_url, directory)
+            bare = stack.enter_context(
+                process([python, str(HERE), "serve-bare", str(bare_port), str(directory)])
+            )
+            wait_ready(bare, f"{bare_url}/health", 60)
+            tts_target = (tts_url, tts.proc.pid)
+            bare_target = (bare_url, bare.proc.pid)
+            targets = {
+                "baseline JSON": (*bare_target, chat_body(PROFILE, False)),
+                "profile JSON": (*tts_target, chat_body(PROFILE, False)),
+                "pool model JSON": (*tts_target, chat_body(SCRIPTED, False)),
+                "baseline SSE": (*bare_target, chat_body(PROFILE, True)),
+                "profile SSE": (*tts_target, chat_body(PROFILE, True)),
+            }
+            print("(a) zero-latency scripted engine (a test double); tts-opt vs a bare endpoint")
+            print(f"    {requests} requests per target and concurrency, {rounds} rounds")
+            for concurrency in levels:
+                samples = await measure_overhead(targets, requests, concurrency, rounds)
+                report_overhead(concurrency, samples)
+
+
+async def measure_overhead(
+    targets: dict[str, tuple[str, int, bytes]], requests: int, concurrency: int, rounds: int
+) -> dict[str, Sample]:
+    """Latencies, wall time and the serving process's CPU time of each target (url, pid, body)."""
+    samples = {name: Sample() for name in targets}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            url: await stack.enter_async_context(
+                aiohttp.ClientSession(
+                    url,
+                    # Idle connections are dropped before uvicorn's 5 s keep-alive timeout closes
+                    # them under a request (rounds of other targets run in between).
+                    connector=aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=2),
+                    timeout=aiohttp.ClientTimeout(total=60),
+                )
+            )
+            for url in {url for url, _, _ in targets.values()}
+        }
+
+        def sender(name: str) -> Callable[[int], Awaitable[None]]:
+            url, _, body = targets[name]
+            return lambda _: send_chat(clients[url], body)
+
+        for name in targets:  # warm-up: connections open, code paths hot
+            await closed_loop(sender(name), 2 * concurrency, concurrency, Sample())
+        names = list(targets)
+        for r in range(rounds):  # interleaved, each round in another order
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                pid, sample = targets[name][1], samples[name]
+                cpu = cpu_seconds(pid)
+                await closed_loop(sender(name), requests // rounds, concurrency, sample)
+                sample.cpu_s += cpu_seconds(pid) - cpu
+    return samples
+
+
+def report_overhead(concurrency: int, samples: dict[str, Sample]) -> None:
+    print(f"    {concurrency} concurrent clients")
+    for name, sample in samples.items():
+        p50, p99 = (percentile(sample.latencies, q) * 1e3 for q in (50, 99))
+        cpu_ms = sample.cpu_s / sample.requests * 1e3
+        line = (
+            f"      {name:16} {sample.rps:6.0f} req/s  p50 {p50:7.3f} ms  p99 {p99:7.3f} ms  "
+            f"server CPU {cpu_ms:.3f} ms/req"
+        )
+        base = samples["baseline SSE" if "SSE" in name else "baseline JSON"]
+        if sample is not base:
+            added = [
+                (percentile(sample.latencies, q) - percentile(base.latencies, q)) * 1e3
+                for q in (50, 99)
+            ]
+            line += f"  added p50 {added[0]:+.3f} ms  p99 {added[1]:+.3f} ms"
+        print(line)
+
+
+# (b) against vLLM's own OpenAI server -----------------------------------------------------------
+
+START_TIMEOUT_S = 1800  # engines load slowly on a small, busy CPU box
+TOPICS = ("the sea", "a city at night", "a lost key", "the first snow", "an old map", "a robot")
+
+
+class Load(msgspec.Struct, frozen=True):
+    """The same for every target of (b)."""
+
+    requests: int  # per target and round
+    max_tokens: int
+    concurrency: int
+    rounds: int
+
+
+class EngineSettings(msgspec.Struct, frozen=True):
+    """What both vLLM and tts-opt's in-process engine are given."""
+
+    max_model_len: int = 2048
+    max_num_seqs: int = 8
+    kv_cache_gib: float = 1.0
+
+
+def vllm_command(model: str, path: Path, port: int, settings: EngineSettings) -> list[str]:
+    command = [
+        sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(path), "--served-model-name", model,
+        "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", "bfloat16", "--enforce-eager", "--seed", "0",
+        "--max-model-len", str(settings.max_model_len),
+        "--max-num-seqs", str(settings.max_num_seqs),
+        "--kv-cache-memory-bytes", str(int(settings.kv_cache_gib * (1 << 30))),
+        "--disable-uvicorn-access-log",
+    ]  # fmt: skip
+    if not has_chat_template(path):  # a base model: tts-opt's plain rendering, so prompts match
+        template = HERE.parents[1] / "tts_opt" / "data" / "chat_templates" / "plain.jinja"
+        command += ["--chat-template", str(template)]
+    return command
+
+
+def has_chat_template(path: Path) -> bool:
+    config = path / "tokenizer_config.json"
+    return (path / "chat_template.jinja").exists() or (
+        config.exists() and "chat_template" in msgspec.json.decode(config.read_bytes())
+    )
+
+
+def vllm_env() -> dict[str, str]:
+    """The CPU binding tts-opt's engine uses (`cpu_threads_bind = "all"`)."""
+    cpus = ",".join(str(c) for c in sorted(os.sched_getaffinity(0)))
+    return {
+        "VLLM_HOST_IP": "127.0.0.1",
+        "VLLM_CPU_OMP_THREADS_BIND": cpus,
+        "VLLM_CPU_NUM_OF_RESERVED_CPU": "0",
+    }
+
+
+def tts_config(directory: Path, port: int, engine: str) -> Path:
+    path = directory / f"server-{port}.toml"
+    path.write_text(
+        f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n'
+        "[limits]\nmax_concurrent_requests = 256\n" + engine
+    )
+    return path
+
+
+def inprocess_engine(model: str, path: Path, settings: EngineSettings) -> str:
+    return (
+        f'[[engines]]\nkind = "vllm"\nmodel = "{model}"\npath = "{path}"\ndtype = "bfloat16"\n'
+        f"max_model_len = {settings.max_model_len}\nmax_num_seqs = {settings.max_num_seqs}\n"
+        f'kv_cache_gib = {settings.kv_cache_gib}\nenforce_eager = true\ncpu_threads_bind = "all"\n'
+    )
+
+
+def remote_engine(model: str, base_url: str) -> str:
+    return f'[[engines]]\nkind = "openai"\nmodel = "{model}"\nbase_url = "{base_url}"\n'
+
+
+def prompt(i: int) -> list[dict[str, str]]:
+    topic = TOPICS[i % len(TOPICS)]
+    return [{"role": "user", "content": f"Story {i}. Write a long, detailed story about {topic}."}]
+
+
+async def stream_one(
+    client: openai.AsyncOpenAI, model: str, i: int, max_tokens: int, sample: Sample
+) -> None:
+    start = time.perf_counter()
+    first = None
+    stream = await client.chat.completions.create(
+        model=model,
+        messages=prompt(i),  # type: ignore[arg-type]
+        max_tokens=max_tokens,
+        temperature=0.0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    async for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - start
+        if chunk.usage is not None:
+            sample.tokens += chunk.usage.completion_tokens
+    sample.first_tokens.append(first if first is not None else time.perf_counter() - start)
+
+
+async def against_vllm(model: str, load: Load) -> None:
+    from tts_opt.engines.specs import model_spec
+    from tts_opt.models import pull
+
+    path = pull([model])[model]
+    settings = EngineSettings(max_num_seqs=load.concurrency)
+    ports = {"vllm": free_port(), "inproc": free_port(), "proxy": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    tts_opt = str(Path(sys.executable).with_name("tts-opt"))
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        directory = Path(tmp)
+        graphs = write_graphs(directory / "graphs", model_spec(model))
+        inproc = tts_config(directory, ports["inproc"], inprocess_engine(model, path, settings))
+        proxy = tts_config(directory, ports["proxy"], remote_engine(model, f"{urls['vllm']}/v1"))
+        commands = {
+            "vllm": vllm_command(model, path, ports["vllm"], settings),
+            "inproc": [tts_opt, "serve", "--graphs", str(graphs), "--config", str(inproc)],
+            "proxy": [tts_opt, "serve", "--graphs", str(graphs), "--config", str(proxy)],
+        }
+        print(
+            f"(b) one-node profile on {model}: {load.requests} requests x {load.rounds} rounds "
+            f"per target, max_tokens {load.max_tokens}, {load.concurrency} concurrent "
+            "streaming clients, greedy"
+        )
+        for name, command in commands.items():
+            print(f"    {name}: {shlex.join(command)}")
+        started = time.perf_counter()
+        vllm = stack.enter_context(process(commands["vllm"], **vllm_env()))
+        inproc_server = stack.enter_context(process(commands["inproc"]))
+        wait_ready(vllm, f"{urls['vllm']}/health", START_TIMEOUT_S)
+        proxy_server = stack.enter_context(process(commands["proxy"]))
+        wait_ready(inproc_server, f"{urls['inproc']}/ready", START_TIMEOUT_S)
+        wait_ready(proxy_server, f"{urls['proxy']}/ready", START_TIMEOUT_S)
+        print(f"    servers up in {time.perf_counter() - started:.0f} s")
+        targets = {
+            "vLLM OpenAI server": (urls["vllm"], model),
+            "tts-opt, in-process engine": (urls["inproc"], PROFILE),
+            "tts-opt -> vLLM server": (urls["proxy"], PROFILE),
+        }
+        samples = await measure_vllm(targets, load)
+    report_vllm(samples)
+
+
+async def measure_vllm(targets: dict[str, tuple[str, str]], load: Load) -> dict[str, Sample]:
+    samples = {name: Sample() for name in targets}
+    clients = {
+        name: openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=900)
+        for name, (url, _) in targets.items()
+    }
+
+    def sender(name: str, tokens: int, sample: Sample) -> Callable[[int], Awaitable[None]]:
+        model = targets[name][1]
+        return lambda i: stream_one(clients[name], model, i, tokens, sample)
+
+    for name in targets:  # warm-up: one short batch each
+        await closed_loop(sender(name, 8, Sample()), load.concurrency, load.concurrency, Sample())
+    names = list(targets)
+    for r in range(load.rounds):  # interleaved, each round in another order
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            sample = samples[name]
+            send = sender(name, load.max_tokens, sample)
+            await closed_loop(send, load.requests, load.concurrency, sample)
+    for client in clients.values():
+        await client.close()
+    return samples
+
+
+def report_vllm(samples: dict[str, Sample]) -> None:
+    base = next(iter(samples.values()))
+    for name, s in samples.items():
+        p50, p99, ttft = (
+            percentile(s.latencies, 50),
+            percentile(s.latencies, 99),
+            percentile(s.first_tokens, 50),
+        )
+        print(
+            f"    {name:27} {s.rps:6.2f} req/s {s.tokens_per_s:7.1f} tok/s ({s.tokens} tokens)  "
+            f"e2e p50 {p50:6.2f} s p99 {p99:6.2f} s  TTFT p50 {ttft:5.2f} s"
+        )
+    for name, s in list(samples.items())[1:]:
+        ratios = (
+            s.tokens_per_s / base.tokens_per_s,
+            s.rps / base.rps,
+            percentile(s.latencies, 50) / percentile(base.latencies, 50),
+            percentile(s.first_tokens, 50) / percentile(base.first_tokens, 50),
+        )
+        print(
+            f"    {name} / vLLM: throughput {ratios[0]:.3f} (tok/s; target >= 0.95), "
+            f"req/s {ratios[1]:.3f}, e2e p50 {ratios[2]:.3f}, TTFT p50 {ratios[3]:.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    a = commands.add_parser("overhead", help="(a) scripted engine vs a bare endpoint")
+    a.add_argument("--requests", type=int, default=2000, help="per target and concurrency")
+    a.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128])
+    a.add_argument("--rounds", type=int, default=4)
+    b = commands.add_parser("vllm", help="(b) a one-node profile vs vLLM's OpenAI server")
+    b.add_argument("--model", default="gemma-3-270m", help="an embedded model")
+    b.add_argument("--requests", type=int, default=32, help="per target and round")
+    b.add_argument("--max-tokens", type=int, default=64)
+    b.add_argument("--concurrency", type=int, default=8, help="also the engines' max_num_seqs")
+    b.add_argument("--rounds", type=int, default=2)
+    for name in ("serve-scripted", "serve-bare"):  # the server processes of (a)
+        sub = commands.add_parser(name)
+        sub.add_argument("port", type=int)
+        sub.add_argument("directory", type=Path)
+    args = parser.parse_args()
+    if args.command == "serve-scripted":
+        serve_scripted(args.port, args.directory)
+    elif args.command == "serve-bare":
+        serve_bare(args.port, args.directory)
+    else:
+        print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
+        if args.command == "overhead":
+            asyncio.run(overhead(args.requests, args.concurrency, args.rounds))
+        else:
+            load = Load(args.requests, args.max_tokens, args.concurrency, args.rounds)
+            asyncio.run(against_vllm(args.model, load))
+
+
+if __name__ == "__main__":
+    main()
