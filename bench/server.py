@@ -268,6 +268,8 @@ def vllm_command(model: str, path: Path, port: int, settings: EngineSettings) ->
         "--max-model-len", str(settings.max_model_len),
         "--max-num-seqs", str(settings.max_num_seqs),
         "--kv-cache-memory-bytes", str(int(settings.kv_cache_gib * (1 << 30))),
+        # whole prefills, as tts-opt's CPU engines run (tts_opt/engines/vllm_engine.py)
+        "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096",
         "--disable-uvicorn-access-log",
     ]  # fmt: skip
     if not has_chat_template(path):  # a base model: tts-opt's plain rendering, so prompts match
