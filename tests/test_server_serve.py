@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import sys
 from pathlib import Path
 
@@ -25,18 +24,13 @@ from server_support import (
     single_artifact,
     write_artifacts,
 )
+from vllm_server import free_port
 
 from tts_opt.cli.serve_command import serve
 from tts_opt.server.errors import SetupError
 
 SERVE = "import sys; from pathlib import Path; from tts_opt.cli.serve_command import serve; " \
     "serve(Path(sys.argv[1]), Path(sys.argv[2]), port=int(sys.argv[3]))"  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def engines_toml(upstream: str) -> str:
