@@ -314,3 +314,22 @@ def test_cli_compare_writes_a_table_and_a_plot(tmp_path, monkeypatch) -> None:
     table = (tmp_path / "compare-math@18.md").read_text()
     assert "| agent-reinforce | 2 |" in table and "| random | 2 |" in table
     assert (tmp_path / "compare-math@18.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_compare_in_parallel_finds_what_it_finds_in_turn(tmp_path, monkeypatch) -> None:
+    """Searches sharing the scorer at once stay independent: each is what its seed makes it."""
+    monkeypatch.setattr("tts_opt.cli.optimize_command.get_task", lambda name: TASK)
+    args = ["compare", "--task", "math", "--budget", "18", "--iterations", "4", *POOL_ARGS, *SMALL]
+    args += ["--method", "agent-reinforce", "--method", "bo", "--seed", "0", "--seed", "1"]
+    for parallel, out in (("1", "turn"), ("4", "parallel")):
+        result = CliRunner().invoke(
+            cli(), [*args, "--parallel", parallel, "--out", str(tmp_path / out)]
+        )
+        assert result.exit_code == 0, result.output
+    for method, seed in (("agent-reinforce", 0), ("agent-reinforce", 1), ("bo", 0), ("bo", 1)):
+        name = f"math@18.{method}.s{seed}.json"
+        in_turn, at_once = (load_artifact(tmp_path / out / name) for out in ("turn", "parallel"))
+        assert in_turn.nodes == at_once.nodes and in_turn.edges == at_once.edges
+        assert in_turn.accuracy == at_once.accuracy
+    bad = CliRunner().invoke(cli(), [*args, "--parallel", "0", "--out", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "--parallel" in bad.output

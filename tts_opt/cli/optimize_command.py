@@ -274,74 +274,99 @@ class Written(msgspec.Struct, frozen=True):
     report_path: Path
 
 
-async def with_progress(label: str, iterations: int, run: Callable) -> SearchResult:
-    columns = (
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(label, total=iterations, info="starting")
+class SearchProgress:
+    """One live display for the searches of a command: a bar per search with its stage, last and
+    best accuracy, tokens and elapsed time; searches running at once each keep their own bar."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            console=console,
+        )
+
+    def __enter__(self) -> SearchProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def bar(self, label: str, iterations: int) -> ProgressFn:
+        """A new bar; the returned callback moves it."""
+        bar = self._progress.add_task(label, total=iterations, info="starting")
 
         def on_progress(e: ProgressEvent) -> None:
             best = "-" if e.best_accuracy is None else f"{e.best_accuracy:.1%}"
-            progress.update(
+            self._progress.update(
                 bar,
                 completed=e.evaluations,
                 info=f"{e.stage} | last {e.last_accuracy:.1%} | best {best} | {e.tokens:,} tokens",
             )
 
-        return await run(on_progress)
+        return on_progress
 
 
-async def run_searches(o: SearchOptions, runs: list[tuple[str, int, str]]) -> list[Written]:
-    """Each (method, seed, artifact file name with `{stem}` for <task>@<budget>) in turn on one
-    scorer (engines start once), with a live display; writes each artifact and report and keeps
-    each archive under OUT/.archive."""
+async def with_progress(label: str, iterations: int, run: Callable) -> SearchResult:
+    """`run(on_progress)` under a display with one bar."""
+    with SearchProgress() as display:
+        return await run(display.bar(label, iterations))
+
+
+async def run_searches(
+    o: SearchOptions, runs: list[tuple[str, int, str]], parallel: int = 1
+) -> list[Written]:
+    """Each (method, seed, artifact file name with `{stem}` for <task>@<budget>) on one scorer
+    (engines start once), up to `parallel` at a time, with a live display; writes each artifact
+    and report and keeps each archive under OUT/.archive. Searches running at once share the
+    engines' batches: more throughput in total, and each one's search time includes the sharing."""
     task, space, scorer = _setup(o)
     agent = _agent(o.agent_model, o.agent_base_url, o.agent_api_key_env)
     stem = artifact_stem(space.task, space.budget.value)
-    note = "SYNTHETIC SCORER (test double): accuracies are not real results. "
-    written = []
+    note = (
+        "SYNTHETIC SCORER (test double): accuracies are not real results. "
+        if o.scorer == "synthetic"
+        else ""
+    )
+    slots = asyncio.Semaphore(parallel)
+
+    async def search(display: SearchProgress, method: str, seed: int, name: str) -> Written:
+        async with slots:
+            result = await optimize(
+                task,
+                space,
+                _settings(o, method, seed),
+                scorer,
+                o.out / ".archive" / f"{stem}-{method}-s{seed}.jsonl",
+                agent=agent,
+                fresh=o.fresh,
+                on_progress=display.bar(f"{method} s{seed}", o.iterations),
+                description=f"{note}Found by {method}, seed {seed}.",
+            )
+        artifact_path = save_artifact(result.artifact, o.out / name.format(stem=stem))
+        report_path = o.out / f"{stem}.{method}.s{seed}.report.md"
+        report_path.write_text(run_report(result), encoding="utf-8")
+        return Written(result, artifact_path, report_path)
+
     try:
-        for method, seed, name in runs:
-            settings = _settings(o, method, seed)
-            archive = o.out / ".archive" / f"{stem}-{method}-s{seed}.jsonl"
-            prefix = note if o.scorer == "synthetic" else ""
-            description = f"{prefix}Found by {method}, seed {seed}."
-
-            async def run(
-                on_progress: ProgressFn, settings=settings, archive=archive, description=description
-            ) -> SearchResult:
-                return await optimize(
-                    task,
-                    space,
-                    settings,
-                    scorer,
-                    archive,
-                    agent=agent,
-                    fresh=o.fresh,
-                    on_progress=on_progress,
-                    description=description,
-                )
-
-            result = await with_progress(f"{method} s{seed}", o.iterations, run)
-            artifact_path = save_artifact(result.artifact, o.out / name.format(stem=stem))
-            report_path = o.out / f"{stem}.{method}.s{seed}.report.md"
-            report_path.write_text(run_report(result), encoding="utf-8")
-            written.append(Written(result, artifact_path, report_path))
+        with SearchProgress() as display:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(search(display, *run)) for run in runs]
+    except BaseExceptionGroup as errors:  # the first failure, as a sequential run would raise it
+        raise errors.exceptions[0] from None
     finally:
         await scorer.close()
-    return written
+    return [t.result() for t in tasks]
 
 
-def _run(o: SearchOptions, runs: list[tuple[str, int, str]]) -> list[Written]:
+def _run(o: SearchOptions, runs: list[tuple[str, int, str]], parallel: int = 1) -> list[Written]:
     from tts_opt.models import ModelNotPulledError, UnknownModelError
 
     try:
-        return asyncio.run(run_searches(o, runs))
+        return asyncio.run(run_searches(o, runs, parallel))
     except (
         CliError,
         GraphError,
@@ -409,6 +434,14 @@ def compare_command(
         ),
     ] = None,
     seeds: Annotated[list[int] | None, typer.Option("--seed", help="Seeds (repeat).")] = None,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Searches run at once: their evaluations share the engines' batches (more "
+            "throughput on one machine; each search time then includes the sharing).",
+        ),
+    ] = 1,
     out: OutOpt = Path("graphs/compare"),
     budget_unit: UnitOpt = "flops",
     models: ModelsOpt = None,
@@ -445,7 +478,7 @@ def compare_command(
         for method in methods or ["agent-reinforce", "random", "bo", "reinforce"]
         for seed in seeds or [0, 1, 2]
     ]
-    results = [w.result for w in _run(options, runs)]
+    results = [w.result for w in _run(options, runs, parallel)]
     stem = artifact_stem(results[0].artifact.task, budget)
     table = compare_table(results)
     table_path = out / f"compare-{stem}.md"
