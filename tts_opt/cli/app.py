@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -155,6 +156,10 @@ app.command("budget")(budget)
 def main() -> None:
     # vLLM's INFO lines (one per engine config detail) bury the progress display.
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    # SIGTERM (kill, systemd, Kubernetes) stops a command as Ctrl-C does, so its cleanup runs:
+    # without this the in-process engines' core processes outlive the command and keep the
+    # cores and memory. `serve` hands SIGTERM to uvicorn, which drains instead.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     app()
 
 
