@@ -376,20 +376,20 @@ async def against_vllm(model: str, load: Load) -> None:
         wait_ready(inproc_server, f"{urls['inproc']}/ready", START_TIMEOUT_S)
         wait_ready(proxy_server, f"{urls['proxy']}/ready", START_TIMEOUT_S)
         print(f"    servers up in {time.perf_counter() - started:.0f} s")
-        targets = {
-            "vLLM OpenAI server": (urls["vllm"], model),
-            "tts-opt, in-process engine": (urls["inproc"], PROFILE),
-            "tts-opt -> vLLM server": (urls["proxy"], PROFILE),
+        targets = {  # URL, model name, the process whose CPU time is the front end's
+            "vLLM OpenAI server": (urls["vllm"], model, vllm.proc.pid),
+            "tts-opt, in-process engine": (urls["inproc"], PROFILE, inproc_server.proc.pid),
+            "tts-opt -> vLLM server": (urls["proxy"], PROFILE, proxy_server.proc.pid),
         }
         samples = await measure_vllm(targets, load)
     report_vllm(samples)
 
 
-async def measure_vllm(targets: dict[str, tuple[str, str]], load: Load) -> dict[str, Sample]:
+async def measure_vllm(targets: dict[str, tuple[str, str, int]], load: Load) -> dict[str, Sample]:
     samples = {name: Sample() for name in targets}
     clients = {
         name: openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=900)
-        for name, (url, _) in targets.items()
+        for name, (url, _, _) in targets.items()
     }
 
     def sender(name: str, tokens: int, sample: Sample) -> Callable[[int], Awaitable[None]]:
@@ -401,9 +401,11 @@ async def measure_vllm(targets: dict[str, tuple[str, str]], load: Load) -> dict[
     names = list(targets)
     for r in range(load.rounds):  # interleaved, each round in another order
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            sample = samples[name]
+            sample, pid = samples[name], targets[name][2]
             send = sender(name, load.max_tokens, sample)
+            cpu = cpu_seconds(pid)  # the front end only: engine cores are child processes
             await closed_loop(send, load.requests, load.concurrency, sample)
+            sample.cpu_s += cpu_seconds(pid) - cpu
     for client in clients.values():
         await client.close()
     return samples
@@ -419,7 +421,8 @@ def report_vllm(samples: dict[str, Sample]) -> None:
         )
         print(
             f"    {name:27} {s.rps:6.2f} req/s {s.tokens_per_s:7.1f} tok/s ({s.tokens} tokens)  "
-            f"e2e p50 {p50:6.2f} s p99 {p99:6.2f} s  TTFT p50 {ttft:5.2f} s"
+            f"e2e p50 {p50:6.2f} s p99 {p99:6.2f} s  TTFT p50 {ttft:5.2f} s  "
+            f"front-end CPU {s.cpu_s / s.requests * 1e3:5.1f} ms/request"
         )
     for name, s in list(samples.items())[1:]:
         ratios = (
