@@ -333,3 +333,25 @@ def test_cli_compare_in_parallel_finds_what_it_finds_in_turn(tmp_path, monkeypat
         assert in_turn.accuracy == at_once.accuracy
     bad = CliRunner().invoke(cli(), [*args, "--parallel", "0", "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "--parallel" in bad.output
+
+
+@pytest.mark.parametrize(("objective", "cached"), [("accuracy", True), ("accuracy-latency", False)])
+def test_a_latency_objective_measures_every_run_without_the_node_cache(
+    tmp_path, monkeypatch, objective: str, cached: bool
+) -> None:
+    from tts_opt.cli import optimize_command as command
+    from tts_opt.optimizer import SyntheticScorer
+
+    seen: list[bool] = []
+
+    def scorer(task, space, engines, cache):  # stands in for the real one: records its cache
+        seen.append(cache)
+        return SyntheticScorer()
+
+    monkeypatch.setitem(command.SCORERS, "real", scorer)
+    monkeypatch.setattr(command, "get_task", lambda name: TASK)
+    args = ["optimize", "--task", "math", "--budget", "18", "--iterations", "2", *POOL_ARGS]
+    args += [*SMALL, "--scorer", "real", "--objective", objective, "--out", str(tmp_path)]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    assert seen == [cached]

@@ -133,7 +133,13 @@ EnginesOpt = Annotated[
         help="Engine pool config (JSON/TOML) for the real scorer; default: embedded models."
     ),
 ]
-CacheOpt = Annotated[bool, typer.Option(help="Reuse node outputs across evaluations.")]
+CacheOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Reuse node outputs across evaluations (always off with --objective "
+        "accuracy-latency: a replayed node has no latency to measure)."
+    ),
+]
 OutOpt = Annotated[Path, typer.Option(help="Output directory.")]
 FreshOpt = Annotated[bool, typer.Option(help="Discard an existing archive instead of resuming.")]
 
@@ -242,7 +248,9 @@ def _setup(o: SearchOptions) -> tuple[Task, SearchSpace, GraphScorer]:
     )
     if o.scorer not in SCORERS:
         raise CliError(f"--scorer {o.scorer!r}: available: {', '.join(SCORERS)}")
-    return task, space, SCORERS[o.scorer](task, space, o.engines, o.cache)
+    # A replayed node takes no time: a latency objective must measure every run.
+    cache = o.cache and o.objective != "accuracy-latency"
+    return task, space, SCORERS[o.scorer](task, space, o.engines, cache)
 
 
 def _settings(o: SearchOptions, method: str, seed: int) -> OptimizeSettings:
