@@ -31,8 +31,8 @@ def freeze_static_heap() -> None:
     After torch, vLLM and the tokenizers are loaded the process holds ~600k tracked objects that
     live as long as it does; each full collection walks them all (5 s measured on this 2-core
     machine under load), stalling the event loop that streams every engine's tokens. vLLM's own
-    server freezes its startup heap for the same reason. The cost: cyclic garbage among these objects is never
-    reclaimed, which is nothing for objects that live until exit.
+    server freezes its startup heap for the same reason. The cost: cyclic garbage among these
+    objects is never reclaimed, which is nothing for objects that live until exit.
     """
     gc.collect()
     gc.freeze()
