@@ -79,3 +79,30 @@ def test_a_search_on_engines_with_the_node_cache(tmp_path) -> None:
     assert result.artifact.accuracy[1].n == 6
     assert result.artifact.nodes[-1].model == "llama-3.2-3b"  # the search found the right sink
     assert result.selection.test.measurement.accuracy == 1.0
+
+
+def test_a_run_replayed_from_the_cache_measures_no_latency(tmp_path) -> None:
+    """The same search again on a warm cache finds the same graph, but every node is a replay:
+    its artifact then says the latency is unknown instead of recording the replay's time."""
+    settings = replace(fast_settings(iterations=3), val_questions=3, test_questions=3)
+    graph = SPACE.artifact(parallel_graph(SPACE, ["llama-3.2-3b"]))
+    questions = TASK.split("val", limit=3)
+
+    async def run():
+        s = scorer(engines(), NodeCache(tmp_path / "cache.sqlite3"))
+        try:
+            first = await s.score(graph, questions)
+            again = await s.score(graph, questions)
+            searches = [
+                await optimize(TASK, SPACE, settings, s, tmp_path / f"{i}.jsonl") for i in (0, 1)
+            ]
+        finally:
+            await s.close()
+        return first, again, searches
+
+    first, again, (cold, warm) = asyncio.run(run())
+    assert first.latency_measured and not again.latency_measured
+    assert again.latency_p50_s == 0.0 and again.accuracy == first.accuracy == 1.0
+    assert cold.artifact.nodes == warm.artifact.nodes
+    assert cold.artifact.latency is not None and cold.artifact.latency.n == 3
+    assert warm.artifact.latency is None

@@ -2,8 +2,9 @@
 
 Engines start on first use (in the search's event loop) and stay up for the whole search; with a
 node cache, a node already run with the same prompt and seed is replayed, so re-evaluating a
-finalist or a graph that shares nodes with earlier ones costs little. Latency comes from runs
-without cache hits where there are any (a hit returns at once and would flatter the graph).
+finalist or a graph that shares nodes with earlier ones costs little. Latency comes from the runs
+without cache hits (a hit returns at once and would flatter the graph); when every run had one,
+the measurement says that no latency was measured.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class EvaluationScorer:
             concurrency=self.concurrency,
             seed=self.seed,
         )
-        latency = report.latency_uncached or report.latency
+        latency = report.latency_uncached  # runs with a cache hit would flatter the graph
         return Measurement(
             accuracy=report.accuracy.value,
             n=report.n,
@@ -68,6 +69,7 @@ class EvaluationScorer:
             latency_p95_s=0.0 if latency is None else latency.p95_s,
             flops=report.mean_flops,
             tokens=round(report.mean_tokens * report.n),
+            latency_measured=latency is not None,
         )
 
     async def close(self) -> None:

@@ -30,6 +30,9 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latency_p95_s: float
     flops: float
     tokens: int = 0
+    # False when every run replayed cached nodes: a replay returns at once, so there was no
+    # latency to measure and the latency fields are 0.
+    latency_measured: bool = True
 
 
 class GraphScorer(Protocol):

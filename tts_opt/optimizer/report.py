@@ -9,6 +9,7 @@ from statistics import fmean
 
 from tts_opt.graph import to_text
 from tts_opt.optimizer.archive import EvaluationRecord
+from tts_opt.optimizer.objective import Measurement
 from tts_opt.optimizer.runner import SearchResult
 
 
@@ -43,7 +44,7 @@ def run_report(result: SearchResult) -> str:
         f"search time {result.elapsed_s:.1f} s, archive `{result.archive}`",
         f"- search best: {_ci(sel.search_best)} at evaluation {sel.search_best.index}",
         f"- validation (re-evaluated): {_ci(sel.winner)}",
-        f"- test: {_ci(sel.test)}, p50 latency {sel.test.measurement.latency_p50_s:.3g} s",
+        f"- test: {_ci(sel.test)}, p50 latency {_latency(sel.test.measurement)}",
         "",
         "## Selected graph",
         "",
@@ -65,7 +66,7 @@ def run_report(result: SearchResult) -> str:
     for r, best in zip(result.records, best_so_far(result.records), strict=True):
         m = r.measurement
         lines.append(
-            f"| {r.index} | {r.stage} | {_pct(m.accuracy)} | {m.latency_p50_s:.3g} | "
+            f"| {r.index} | {r.stage} | {_pct(m.accuracy)} | {_latency(m, unit=False)} | "
             f"{r.cost:.4g} | {len(r.candidate.nodes)} | {len(r.candidate.edges)} | {best:.4g} |"
         )
     return "\n".join(lines) + "\n"
@@ -122,3 +123,10 @@ def plot_curves(results: Sequence[SearchResult], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _latency(m: Measurement, unit: bool = True) -> str:
+    """p50 latency; "-" where every run replayed cached nodes (no latency was measured)."""
+    if not m.latency_measured:
+        return "-"
+    return f"{m.latency_p50_s:.3g}{' s' if unit else ''}"

@@ -84,7 +84,9 @@ def final_artifact(
             p50_s=test.measurement.latency_p50_s,
             p95_s=test.measurement.latency_p95_s,
             n=test.measurement.n,
-        ),
+        )
+        if test.measurement.latency_measured
+        else None,  # unknown, rather than the time of a cache replay
         flops=graph_flops(draft),
         provenance=Provenance(
             method=settings.method,
