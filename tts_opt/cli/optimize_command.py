@@ -34,6 +34,7 @@ from tts_opt.graph import (
     TaskLengths,
     save_artifact,
 )
+from tts_opt.graph.io import write_atomic
 from tts_opt.graph.schema import BudgetUnit, Decoding
 from tts_opt.optimizer import (
     METHODS,
@@ -356,7 +357,7 @@ async def run_searches(
             )
         artifact_path = save_artifact(result.artifact, o.out / name.format(stem=stem))
         report_path = o.out / f"{stem}.{method}.s{seed}.report.md"
-        report_path.write_text(run_report(result), encoding="utf-8")
+        write_atomic(report_path, run_report(result).encode())
         return Written(result, artifact_path, report_path)
 
     try:
@@ -490,7 +491,7 @@ def compare_command(
     stem = artifact_stem(results[0].artifact.task, budget)
     table = compare_table(results)
     table_path = out / f"compare-{stem}.md"
-    table_path.write_text(table, encoding="utf-8")
+    write_atomic(table_path, table.encode())
     plot = plot_curves(results, out / f"compare-{stem}.png")
     console.print(table, markup=False, highlight=False)
     console.print(f"[green]wrote[/] {table_path} and {plot}")
