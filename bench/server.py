@@ -13,8 +13,8 @@
     the proxy overhead). Throughput and latency ratios over vLLM.
 
     python bench/server.py overhead [--requests 2000] [--concurrency 1 16 128]
-    python bench/server.py vllm [--model gemma-3-270m] [--requests 32] [--max-tokens 64]
-        [--concurrency 8] [--rounds 2]
+    python bench/server.py vllm [--model gemma-3-270m] [--requests 16] [--max-tokens 64]
+        [--concurrency 8] [--rounds 8]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import os
 import shlex
+import statistics
 import sys
 import tempfile
 import time
@@ -37,10 +38,12 @@ import openai
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.response import Stream
+from prometheus_client.parser import text_string_to_metric_families
 from server_load import (
     Sample,
     closed_loop,
     cpu_seconds,
+    descendants_cpu_seconds,
     free_port,
     percentile,
     process,
@@ -316,6 +319,39 @@ def remote_engine(model: str, base_url: str) -> str:
     return f'[[engines]]\nkind = "openai"\nmodel = "{model}"\nbase_url = "{base_url}"\n'
 
 
+# Engine-side series (vLLM's own metrics), summed over every engine a target's /metrics shows.
+ENGINE_SERIES = {
+    "steps": "vllm:iteration_tokens_total_count",
+    "step_tokens": "vllm:iteration_tokens_total_sum",
+    "queue_s": "vllm:request_queue_time_seconds_sum",
+    "decode_s": "vllm:request_decode_time_seconds_sum",
+    "preemptions": "vllm:num_preemptions_total",
+}
+
+
+class EngineView(msgspec.Struct):
+    """What the engine behind a target did in its rounds: its cores' CPU and vLLM's counters."""
+
+    cpu_s: float = 0.0
+    counters: dict[str, float] = msgspec.field(default_factory=dict)
+
+    def add(self, before: dict[str, float], after: dict[str, float], cpu_s: float) -> None:
+        self.cpu_s += cpu_s
+        for key in ENGINE_SERIES:
+            self.counters[key] = self.counters.get(key, 0.0) + after[key] - before[key]
+
+
+async def engine_counters(client: httpx.AsyncClient, url: str) -> dict[str, float]:
+    wanted = {series: key for key, series in ENGINE_SERIES.items()}
+    counters = dict.fromkeys(ENGINE_SERIES, 0.0)
+    text = (await client.get(f"{url}/metrics")).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in wanted:
+                counters[wanted[sample.name]] += sample.value
+    return counters
+
+
 def prompt(i: int) -> list[dict[str, str]]:
     topic = TOPICS[i % len(TOPICS)]
     return [{"role": "user", "content": f"Story {i}. Write a long, detailed story about {topic}."}]
@@ -376,24 +412,43 @@ async def against_vllm(model: str, load: Load) -> None:
         wait_ready(inproc_server, f"{urls['inproc']}/ready", START_TIMEOUT_S)
         wait_ready(proxy_server, f"{urls['proxy']}/ready", START_TIMEOUT_S)
         print(f"    servers up in {time.perf_counter() - started:.0f} s")
-        targets = {  # URL, model name, the process whose CPU time is the front end's
-            "vLLM OpenAI server": (urls["vllm"], model, vllm.proc.pid),
-            "tts-opt, in-process engine": (urls["inproc"], PROFILE, inproc_server.proc.pid),
-            "tts-opt -> vLLM server": (urls["proxy"], PROFILE, proxy_server.proc.pid),
+        vllm_pid, inproc_pid = vllm.proc.pid, inproc_server.proc.pid
+        targets = {
+            "vLLM OpenAI server": Target(urls["vllm"], model, vllm_pid, urls["vllm"], vllm_pid),
+            "tts-opt, in-process engine": Target(
+                urls["inproc"], PROFILE, inproc_pid, urls["inproc"], inproc_pid
+            ),
+            "tts-opt -> vLLM server": Target(
+                urls["proxy"], PROFILE, proxy_server.proc.pid, urls["vllm"], vllm_pid
+            ),
         }
-        samples = await measure_vllm(targets, load)
-    report_vllm(samples)
+        samples, engines = await measure_vllm(targets, load)
+    report_vllm(samples, engines)
 
 
-async def measure_vllm(targets: dict[str, tuple[str, str, int]], load: Load) -> dict[str, Sample]:
+class Target(msgspec.Struct, frozen=True):
+    url: str
+    model: str  # what requests name: the model, or tts-opt's profile
+    pid: int  # the front end, whose CPU time is measured
+    engine_url: str  # where the engine's `vllm:` metrics are (the proxy's engine is vLLM's)
+    engine_pid: int  # the engine cores are this process's children
+
+
+async def measure_vllm(
+    targets: dict[str, Target], load: Load
+) -> tuple[dict[str, Sample], dict[str, EngineView]]:
     samples = {name: Sample() for name in targets}
+    engines = {name: EngineView() for name in targets}
     clients = {
-        name: openai.AsyncOpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=900)
-        for name, (url, _, _) in targets.items()
+        name: openai.AsyncOpenAI(
+            base_url=f"{target.url}/v1", api_key="none", max_retries=0, timeout=900
+        )
+        for name, target in targets.items()
     }
+    scraper = httpx.AsyncClient(timeout=10)
 
     def sender(name: str, tokens: int, sample: Sample) -> Callable[[int], Awaitable[None]]:
-        model = targets[name][1]
+        model = targets[name].model
         return lambda i: stream_one(clients[name], model, i, tokens, sample)
 
     for name in targets:  # warm-up: one short batch each
@@ -401,17 +456,25 @@ async def measure_vllm(targets: dict[str, tuple[str, str, int]], load: Load) -> 
     names = list(targets)
     for r in range(load.rounds):  # interleaved, each round in another order
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            sample, pid = samples[name], targets[name][2]
+            sample, target = samples[name], targets[name]
             send = sender(name, load.max_tokens, sample)
-            cpu = cpu_seconds(pid)  # the front end only: engine cores are child processes
+            counters = await engine_counters(scraper, target.engine_url)
+            cpu = cpu_seconds(target.pid)  # the front end only: engine cores are children
+            engine_cpu = descendants_cpu_seconds(target.engine_pid)
+            tokens, wall = sample.tokens, sample.wall_s
             await closed_loop(send, load.requests, load.concurrency, sample)
-            sample.cpu_s += cpu_seconds(pid) - cpu
+            sample.round_rates.append((sample.tokens - tokens) / (sample.wall_s - wall))
+            sample.cpu_s += cpu_seconds(target.pid) - cpu
+            engine_cpu = descendants_cpu_seconds(target.engine_pid) - engine_cpu
+            after = await engine_counters(scraper, target.engine_url)
+            engines[name].add(counters, after, engine_cpu)
     for client in clients.values():
         await client.close()
-    return samples
+    await scraper.aclose()
+    return samples, engines
 
 
-def report_vllm(samples: dict[str, Sample]) -> None:
+def report_vllm(samples: dict[str, Sample], engines: dict[str, EngineView]) -> None:
     base = next(iter(samples.values()))
     for name, s in samples.items():
         p50, p99, ttft = (
@@ -424,6 +487,16 @@ def report_vllm(samples: dict[str, Sample]) -> None:
             f"e2e p50 {p50:6.2f} s p99 {p99:6.2f} s  TTFT p50 {ttft:5.2f} s  "
             f"front-end CPU {s.cpu_s / s.requests * 1e3:5.1f} ms/request"
         )
+    print("    engine side (vLLM's counters over the measured rounds; engine-core CPU):")
+    for name, e in engines.items():
+        s, c = samples[name], e.counters
+        print(
+            f"    {name:27} steps {c['steps']:6.0f}  "
+            f"tokens/step {c['step_tokens'] / c['steps']:5.2f}"
+            f"  step wall {s.wall_s / c['steps'] * 1e3:6.1f} ms  step CPU "
+            f"{e.cpu_s / c['steps'] * 1e3:6.1f} ms  queue {c['queue_s'] / s.requests:5.2f} s/req"
+            f"  decode {c['decode_s'] / s.requests:5.2f} s/req  preemptions {c['preemptions']:.0f}"
+        )
     for name, s in list(samples.items())[1:]:
         ratios = (
             s.tokens_per_s / base.tokens_per_s,
@@ -431,8 +504,13 @@ def report_vllm(samples: dict[str, Sample]) -> None:
             percentile(s.latencies, 50) / percentile(base.latencies, 50),
             percentile(s.first_tokens, 50) / percentile(base.first_tokens, 50),
         )
+        # Each round runs the targets back to back: a ratio within a round shares the machine's
+        # state of the moment, and the median over rounds discards phases when it swung.
+        per_round = [x / y for x, y in zip(s.round_rates, base.round_rates, strict=True)]
         print(
             f"    {name} / vLLM: throughput {ratios[0]:.3f} (tok/s; target >= 0.95), "
+            f"median per-round {statistics.median(per_round):.3f} "
+            f"(rounds {' '.join(f'{r:.2f}' for r in per_round)}), "
             f"req/s {ratios[1]:.3f}, e2e p50 {ratios[2]:.3f}, TTFT p50 {ratios[3]:.3f}"
         )
 
@@ -446,10 +524,10 @@ def main() -> None:
     a.add_argument("--rounds", type=int, default=4)
     b = commands.add_parser("vllm", help="(b) a one-node profile vs vLLM's OpenAI server")
     b.add_argument("--model", default="gemma-3-270m", help="an embedded model")
-    b.add_argument("--requests", type=int, default=32, help="per target and round")
+    b.add_argument("--requests", type=int, default=16, help="per target and round")
     b.add_argument("--max-tokens", type=int, default=64)
     b.add_argument("--concurrency", type=int, default=8, help="also the engines' max_num_seqs")
-    b.add_argument("--rounds", type=int, default=2)
+    b.add_argument("--rounds", type=int, default=8, help="short rounds: see report_vllm")
     for name in ("serve-scripted", "serve-bare"):  # the server processes of (a)
         sub = commands.add_parser(name)
         sub.add_argument("port", type=int)

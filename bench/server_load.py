@@ -8,6 +8,7 @@ never shares an event loop with the server it measures.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import socket
@@ -15,7 +16,6 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ class Sample(msgspec.Struct):
     cpu_s: float = 0.0  # of the server process, where measured
     requests: int = 0
     tokens: int = 0
+    round_rates: list[float] = msgspec.field(default_factory=list)  # tokens/s, where counted
 
     @property
     def rps(self) -> float:
@@ -72,6 +73,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants_cpu_seconds(pid: int) -> float:
+    """CPU time so far of every process below `pid` (an engine core and its helpers)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            with contextlib.suppress(FileNotFoundError):  # exited meanwhile
+                total += cpu_seconds(int(child)) + descendants_cpu_seconds(int(child))
+    return total
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -83,7 +94,7 @@ class Process(msgspec.Struct):
     log: Any  # the temporary file its output goes to
 
 
-@contextmanager
+@contextlib.contextmanager
 def process(command: Sequence[str], **env: str) -> Iterator[Process]:
     """Run `command` (output to a temporary log) until the block ends, then stop it with SIGTERM
     (SIGKILL after a minute), as an operator would."""
