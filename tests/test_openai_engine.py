@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tts_opt.engines.base import ChatMessage, EngineError, SamplingParams, collect
-from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
+from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig, parse_event
 
 pytestmark = pytest.mark.engine
 PROMPT = [ChatMessage("user", "The capital of France is")]
@@ -69,3 +69,30 @@ async def test_unknown_served_model_is_an_engine_error(remote_gemma: str):
     with pytest.raises(EngineError, match="nope"):
         await collect(engine, "r4", PROMPT, SamplingParams(max_tokens=2))
     await engine.close()
+
+
+def test_stream_lines_parse_to_chunks_and_skip_the_rest():
+    chunk = parse_event(
+        'data: {"id":"c","object":"chat.completion.chunk","choices":'
+        '[{"index":1,"delta":{"content":"hi"},"finish_reason":"stop"}]}'
+    )
+    assert chunk is not None
+    [choice] = chunk.choices
+    assert (choice.index, choice.delta.content, choice.finish_reason) == (1, "hi", "stop")
+    usage = parse_event('data:{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":5}}')
+    assert usage is not None and usage.usage is not None and usage.usage.completion_tokens == 5
+    for line in ("data: [DONE]", "", ": keep-alive", "event: message"):
+        assert parse_event(line) is None
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('data: {"error": {"message": "engine died", "code": 500}}', "engine died"),
+        ("data: {not json", "malformed stream chunk"),
+        ('data: {"choices": [{"delta": {}}]}', "malformed stream chunk"),  # no index
+    ],
+)
+def test_error_events_and_malformed_chunks_are_rejected(line: str, message: str):
+    with pytest.raises(ValueError, match=message):
+        parse_event(line)
