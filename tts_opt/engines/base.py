@@ -13,6 +13,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
 
+from tts_opt.errors import UserError
+
 MessageRole = Literal["system", "user", "assistant"]
 
 
@@ -58,7 +60,7 @@ class GenerationResult(msgspec.Struct, frozen=True):
         return sum(s.output_tokens for s in self.samples)
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError, RuntimeError):
     """An engine could not serve a request (bad request, engine dead, remote error)."""
 
 

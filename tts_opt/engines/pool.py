@@ -17,6 +17,7 @@ import msgspec
 from tts_opt.engines.base import Engine
 from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
 from tts_opt.engines.vllm_config import VllmEngineConfig
+from tts_opt.errors import UserError
 
 EngineConfig = VllmEngineConfig | OpenAIEngineConfig
 
@@ -38,7 +39,7 @@ def freeze_static_heap() -> None:
     gc.freeze()
 
 
-class PoolConfigError(ValueError):
+class PoolConfigError(UserError, ValueError):
     """A pool config file is malformed; the message names the file and the field."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from tts_opt.errors import UserError
 
-class GraphError(ValueError):
+
+class GraphError(UserError, ValueError):
     """An artifact or graph is not acceptable; the message names the problem."""
 
 
-class GraphvizMissingError(RuntimeError):
+class GraphvizMissingError(UserError, RuntimeError):
     """Rendering an image needs the Graphviz `dot` binary, which is not installed."""

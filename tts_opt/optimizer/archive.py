@@ -15,6 +15,7 @@ from typing import Literal
 
 import msgspec
 
+from tts_opt.errors import UserError
 from tts_opt.optimizer.objective import Measurement
 from tts_opt.optimizer.space import Candidate
 
@@ -56,7 +57,7 @@ class AgentRecord(msgspec.Struct, frozen=True, tag="agent"):
 Record = RunHeader | EvaluationRecord | AgentRecord
 
 
-class ArchiveMismatch(RuntimeError):
+class ArchiveMismatch(UserError, RuntimeError):
     """The archive belongs to another search (settings changed) or diverged from this one."""
 
 

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 import msgspec
 
 from tts_opt.engines.base import ChatMessage, Engine, EngineError, SamplingParams
+from tts_opt.errors import UserError
 from tts_opt.graph.cost import node_flops_measured
 from tts_opt.graph.schema import Decoding, GraphArtifact
 from tts_opt.runtime.plan import CallGroup, ExecutionPlan, build_plan
@@ -33,7 +34,7 @@ class FailurePolicy(msgspec.Struct, frozen=True):
     degrade: bool = True
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """The graph could not produce an answer; the message names the node and the cause."""
 
 

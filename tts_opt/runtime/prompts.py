@@ -6,10 +6,11 @@ import re
 from collections.abc import Sequence
 
 from tts_opt.engines.base import ChatMessage
+from tts_opt.errors import UserError
 from tts_opt.graph.schema import Role, RoleTemplates
 
 
-class PromptError(ValueError):
+class PromptError(UserError, ValueError):
     """The conversation cannot be run through a graph (e.g. it has no user message)."""
 
 

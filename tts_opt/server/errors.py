@@ -14,6 +14,7 @@ from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from tts_opt.engines.base import EngineError
+from tts_opt.errors import UserError
 from tts_opt.runtime.executor import RunError
 from tts_opt.runtime.prompts import PromptError
 from tts_opt.server.protocol import ErrorBody, ErrorResponse
@@ -28,7 +29,7 @@ _TYPES = {
 }
 
 
-class SetupError(ValueError):
+class SetupError(UserError, ValueError):
     """The server cannot start: the message names the file or setting at fault."""
 
 

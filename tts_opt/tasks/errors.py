@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from tts_opt.errors import UserError
 
-class TaskError(ValueError):
+
+class TaskError(UserError, ValueError):
     """A task cannot be built: unknown name, bad spec, malformed data. The message names the
     problem (and, for data, the file and line)."""
 
 
-class DatasetError(RuntimeError):
+class DatasetError(UserError, RuntimeError):
     """A benchmark dataset could not be provisioned (download failed, hash mismatch)."""
-
-
-class DatasetNotPulledError(DatasetError):
-    """A built-in task's data is used before `tts-opt tasks pull` put it into the cache."""

@@ -45,6 +45,8 @@ from typing import IO, Literal
 
 import msgspec
 
+from tts_opt.errors import UserError
+
 BOOT = Path(__file__).with_name("sandbox_boot.py")
 SETUP_FAILED = 3  # as in sandbox_boot (which cannot import this package): setup failed
 MAX_CONCURRENT = os.cpu_count() or 1
@@ -54,7 +56,7 @@ _MB = 1 << 20
 Outcome = Literal["passed", "failed", "timeout", "memory", "crashed"]
 
 
-class SandboxError(RuntimeError):
+class SandboxError(UserError, RuntimeError):
     """The sandbox itself failed (not the program): a run cannot be scored."""
 
 
