@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from tts_opt.cli.display import console
+from tts_opt.cli.errors import run_command_line
 from tts_opt.cli.eval_command import eval_command
 from tts_opt.cli.graph_commands import budget, graph_app
 from tts_opt.cli.optimize_command import compare_command, optimize_command
@@ -30,11 +31,6 @@ DEMO_PROMPT = (
 )
 
 
-def _fail(message: str) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code=1)
-
-
 @models_app.command("pull")
 def models_pull(
     names: Annotated[
@@ -42,13 +38,10 @@ def models_pull(
     ] = None,
 ) -> None:
     """Assemble, check and convert the embedded models into the local cache (idempotent)."""
-    from tts_opt.models import ModelError, pull
+    from tts_opt.models import pull
 
-    try:
-        with console.status("pulling models") as status:
-            paths = pull(names or None, progress=lambda msg: status.update(msg))
-    except ModelError as exc:
-        raise _fail(str(exc)) from exc
+    with console.status("pulling models") as status:
+        paths = pull(names or None, progress=lambda msg: status.update(msg))
     for name, path in paths.items():
         console.print(f"[green]ready[/] {name}: {path}")
 
@@ -56,35 +49,10 @@ def models_pull(
 @models_app.command("list")
 def models_list() -> None:
     """List the embedded models and whether they are in the cache."""
-    from tts_opt.models import EMBEDDED_MODELS, ModelError, resolve
+    from tts_opt.models import EMBEDDED_MODELS, is_pulled, model_dir
 
     for name in EMBEDDED_MODELS:
-        try:
-            where = str(resolve(name))
-        except ModelError:
-            where = "not pulled"
-        console.print(f"{name}: {where}")
-
-
-def _load_pool(engines: Path | None):
-    from tts_opt.engines.pool import PoolConfig, PoolConfigError, load_pool_config
-
-    if engines is None:
-        return PoolConfig()
-    try:
-        return load_pool_config(engines)
-    except (OSError, PoolConfigError) as exc:
-        raise _fail(str(exc)) from exc
-
-
-def _load_graph(path: Path):
-    from tts_opt.graph.errors import GraphError
-    from tts_opt.graph.io import load_artifact
-
-    try:
-        return load_artifact(path)
-    except (OSError, GraphError) as exc:
-        raise _fail(str(exc)) from exc
+        console.print(f"{name}: {model_dir(name) if is_pulled(name) else 'not pulled'}")
 
 
 @app.command("run")
@@ -98,15 +66,11 @@ def run(
 ) -> None:
     """Run a graph once on real engines and print the answer and the trace."""
     from tts_opt.cli.run_command import run_sync, write_trace
-    from tts_opt.engines.base import EngineError
-    from tts_opt.models import ModelError
-    from tts_opt.runtime.executor import RunError
+    from tts_opt.engines.pool import load_pool_config
+    from tts_opt.graph.io import load_artifact
 
-    artifact = _load_graph(graph)
-    try:
-        finished = run_sync(artifact, prompt, _load_pool(engines))
-    except (EngineError, ModelError, RunError) as exc:
-        raise _fail(str(exc)) from exc
+    artifact = load_artifact(graph)
+    finished = run_sync(artifact, prompt, load_pool_config(engines))
     if trace_out is not None:
         write_trace(finished.trace, trace_out)
 
@@ -122,12 +86,8 @@ def serve(
 ) -> None:
     """Serve every artifact in GRAPHS as an OpenAI-compatible profile."""
     from tts_opt.cli.serve_command import serve as run_server
-    from tts_opt.server.errors import SetupError
 
-    try:
-        run_server(graphs, config, host=host, port=port)
-    except SetupError as exc:
-        raise _fail(str(exc)) from exc
+    run_server(graphs, config, host=host, port=port)
 
 
 @app.command("quickstart")
@@ -135,14 +95,8 @@ def quickstart() -> None:
     """The main job on the embedded default: pull the models, start the engines, optimize a tiny
     GSM8K graph, serve it on loopback and answer a request with the openai client."""
     from tts_opt.cli.quickstart import quickstart as run_quickstart
-    from tts_opt.engines.base import EngineError
-    from tts_opt.models import ModelError
-    from tts_opt.runtime.executor import RunError
 
-    try:
-        run_quickstart(DEMO_PROMPT, pull=models_pull)
-    except (EngineError, ModelError, RunError) as exc:
-        raise _fail(str(exc)) from exc
+    run_quickstart(DEMO_PROMPT, pull=models_pull)
 
 
 app.add_typer(graph_app, name="graph")
@@ -160,7 +114,7 @@ def main() -> None:
     # without this the in-process engines' core processes outlive the command and keep the
     # cores and memory. `serve` hands SIGTERM to uvicorn, which drains instead.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    app()
+    run_command_line(app)
 
 
 if __name__ == "__main__":

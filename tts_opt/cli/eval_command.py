@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tts_opt.cli.display import console
+from tts_opt.cli.errors import fail
 from tts_opt.cli.tasks_commands import SplitName
 from tts_opt.evaluation import (
     PROBE_SYNTAX,
@@ -40,20 +41,14 @@ from tts_opt.evaluation import (
     save_report,
 )
 from tts_opt.evaluation.probes import SpecResolver
-from tts_opt.graph.errors import GraphError
 from tts_opt.graph.io import load_artifact
 from tts_opt.graph.schema import GraphArtifact
-from tts_opt.tasks import DatasetError, Question, Split, Task, TaskError, get_task
+from tts_opt.tasks import Question, Split, Task, get_task
 
 if TYPE_CHECKING:  # the pool module imports every engine client: only when engines start
     from tts_opt.engines.pool import PoolConfig
 
 DEFAULT_OUT = Path("eval-reports")
-
-
-def _fail(message: str) -> typer.Exit:
-    console.print(f"error: {message}", markup=False)
-    return typer.Exit(1)
 
 
 def eval_command(
@@ -93,18 +88,12 @@ def eval_command(
 ) -> None:
     """Evaluate graphs on a task: accuracy with its 95% CI, latency, tokens and FLOPs."""
     targets = _report_paths(graph, out)
-    try:
-        task_obj = get_task(task)
-        questions = task_obj.split(cast(Split, split.value), limit)
-    except (TaskError, DatasetError) as exc:
-        raise _fail(str(exc)) from exc
-    pool_config = _pool_config(engines)
-    try:
-        graphs = [
-            _graph(spec, task_obj, lambda name: model_spec(name, pool_config)) for spec in graph
-        ]
-    except (GraphError, OSError) as exc:  # OSError: unreadable file, model not pulled
-        raise _fail(str(exc)) from exc
+    from tts_opt.engines.pool import load_pool_config
+
+    task_obj = get_task(task)
+    questions = task_obj.split(cast(Split, split.value), limit)
+    pool_config = load_pool_config(engines)
+    graphs = [_graph(spec, task_obj, lambda name: model_spec(name, pool_config)) for spec in graph]
     for spec, artifact in zip(graph, graphs, strict=True):
         if artifact.task.partition(":")[0] != task_obj.name.partition(":")[0]:
             console.print(f"[yellow]note:[/] graph {spec} was made for task {artifact.task!r}")
@@ -124,15 +113,6 @@ def eval_command(
     console.print(report_table(reports))
 
 
-def _pool_config(path: Path | None) -> PoolConfig:
-    from tts_opt.engines.pool import PoolConfig, PoolConfigError, load_pool_config
-
-    try:
-        return PoolConfig() if path is None else load_pool_config(path)
-    except (OSError, PoolConfigError) as exc:
-        raise _fail(str(exc)) from exc
-
-
 def _graph(spec: str, task: Task, spec_of: SpecResolver) -> GraphArtifact:
     if is_probe(spec):
         return probe_graph(spec, task, spec_of)
@@ -143,7 +123,7 @@ def _report_paths(specs: Sequence[str], out: Path) -> list[Path]:
     """`out` itself for one graph and a .json `out`; else `out/<slug of the graph>.json`."""
     if out.suffix == ".json":
         if len(specs) > 1:
-            raise _fail(f"--out {out} is one file, but {len(specs)} graphs are evaluated")
+            raise fail(f"--out {out} is one file, but {len(specs)} graphs are evaluated")
         return [out]
     slugs = [
         re.sub(r"[^A-Za-z0-9._+-]+", "_", Path(s).stem if not is_probe(s) else s) for s in specs
@@ -171,10 +151,7 @@ async def _evaluate_all(
     pool = EnginePool(pool_config)
     reports: list[EvalReport] = []
     try:
-        try:
-            engines = await start_engines(pool, [n.model for _, a, _ in jobs for n in a.nodes])
-        except (OSError, RuntimeError, ValueError) as exc:  # model not pulled, engine failure
-            raise _fail(f"engines did not start: {exc}") from exc
+        engines = await start_engines(pool, [n.model for _, a, _ in jobs for n in a.nodes])
         for label, artifact, target in jobs:
             with _progress() as bar:
                 report = await evaluate(

@@ -30,7 +30,6 @@ from tts_opt.errors import UserError
 from tts_opt.graph import (
     PAPER_TASK_LENGTHS,
     Budget,
-    GraphError,
     ModelSpec,
     TaskLengths,
     save_artifact,
@@ -53,21 +52,18 @@ from tts_opt.optimizer.budget import RepairRule
 from tts_opt.optimizer.context import ProgressFn
 from tts_opt.optimizer.objective import GraphScorer, ObjectiveKind
 from tts_opt.optimizer.report import compare_table, plot_curves, run_report
-from tts_opt.tasks import Task, TaskError, get_task, measure_lengths
+from tts_opt.tasks import Task, get_task, measure_lengths
 
 ScorerFactory = Callable[[Task, SearchSpace, Path | None, bool], GraphScorer]
 
 
 def real_scorer(task: Task, space: SearchSpace, engines: Path | None, cache: bool) -> GraphScorer:
     """Engines from the pool config (default: the embedded models), node cache on request."""
-    from tts_opt.engines.pool import EnginePool, PoolConfig, PoolConfigError, load_pool_config
+    from tts_opt.engines.pool import EnginePool, load_pool_config
     from tts_opt.evaluation import NodeCache
     from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
 
-    try:
-        pool = EnginePool(PoolConfig() if engines is None else load_pool_config(engines))
-    except (OSError, PoolConfigError) as exc:
-        raise CliError(str(exc)) from exc
+    pool = EnginePool(load_pool_config(engines))
     models = [m.name for m in space.pool]
     return EvaluationScorer(
         task,
@@ -373,20 +369,7 @@ async def run_searches(
 
 
 def _run(o: SearchOptions, runs: list[tuple[str, int, str]], parallel: int = 1) -> list[Written]:
-    from tts_opt.models import ModelError
-
-    try:
-        return asyncio.run(run_searches(o, runs, parallel))
-    except (
-        CliError,
-        GraphError,
-        TaskError,
-        ValueError,
-        RuntimeError,
-        ModelError,
-    ) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(code=1) from exc
+    return asyncio.run(run_searches(o, runs, parallel))
 
 
 def optimize_command(

