@@ -22,6 +22,7 @@ from tts_opt.evaluation import (
     CachedSample,
     CachingEngine,
     NodeCache,
+    NodeCacheError,
     evaluate,
     parallel_graph,
     sample_keys,
@@ -202,3 +203,14 @@ def test_two_processes_write_one_cache_file(tmp_path: Path) -> None:
     db.close()
     assert len(rows) == 300
     assert all(text == f"text {key[1:]}" and tokens == int(key[1:]) for key, text, tokens in rows)
+
+
+@pytest.mark.parametrize(
+    "content", [b"not a database at all" * 100, b"SQLite format 3\x00" + b"\xff" * 200]
+)
+def test_a_corrupt_cache_file_is_rejected_by_name(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "node-outputs.sqlite3"
+    path.write_bytes(content)
+    with pytest.raises(NodeCacheError, match=f"{path} is not a usable node-output cache"):
+        NodeCache(path)
+    assert path.read_bytes() == content  # nothing of the user's is lost

@@ -7,6 +7,7 @@ Dependencies: graph, engines, runtime and tasks below; the optimizer and the CLI
 from tts_opt.evaluation.cache import (
     CachedSample,
     NodeCache,
+    NodeCacheError,
     default_cache_path,
     sample_keys,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "EvalReport",
     "LatencyStats",
     "NodeCache",
+    "NodeCacheError",
     "QuestionResult",
     "ResultCallback",
     "chain_graph",

@@ -33,6 +33,7 @@ import msgspec
 
 from tts_opt.cache import cache_root
 from tts_opt.engines.base import ChatMessage, SamplingParams
+from tts_opt.errors import UserError
 
 KEY_VERSION = 1  # bump when the meaning of a key changes: old entries then simply miss
 BUSY_TIMEOUT_MS = 60_000
@@ -50,6 +51,10 @@ CREATE TABLE IF NOT EXISTS samples (
 """
 
 T = TypeVar("T")
+
+
+class NodeCacheError(UserError):
+    """The cache file exists but is not a readable node-output store."""
 
 
 class CachedSample(msgspec.Struct, frozen=True):
@@ -101,10 +106,18 @@ class NodeCache:
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; a cache can lose a tail
-        db.execute(_SCHEMA)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; may lose a tail
+            db.execute(_SCHEMA)
+            db.execute("SELECT count(*) FROM samples WHERE key = ''").fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise NodeCacheError(
+                f"{self.path} is not a usable node-output cache ({exc}): delete it, or run "
+                "without the cache (--no-cache)"
+            ) from exc
         return db
 
     async def _call(self, work: Callable[[], T]) -> T:
