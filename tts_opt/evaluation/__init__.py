@@ -1,5 +1,5 @@
 """Evaluation: run a graph on task questions and report accuracy (95% Wilson CI), latency,
-tokens and FLOPs; fixed-topology probe graphs; the node-output cache (issue 3, items 4-5).
+tokens and FLOPs; fixed-topology probe graphs; the node-output cache.
 
 Dependencies: graph, engines, runtime and tasks below; the optimizer and the CLI on top.
 """

@@ -1,4 +1,4 @@
-"""The graph artifact: schema, validation, cost model, I/O and rendering (DESIGN sections 1, 2)."""
+"""The graph artifact: schema, validation, cost model, I/O and rendering."""
 
 from tts_opt.graph.cost import (
     budget_unit_flops,

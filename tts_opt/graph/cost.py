@@ -1,4 +1,5 @@
-"""The compute cost model of DESIGN section 2, exactly as the reference implementation computes it.
+"""The compute cost model (FLOPs of prefill and decode per node), exactly as the reference
+implementation of Agent-REINFORCE (arXiv 2511.00086) computes it.
 
 A node with in-degree d reads the task prompt plus one predecessor answer per incoming edge
 (Np = A + d*B) and writes one answer (Nd = B). Costs are in raw FLOPs, in budget units (one d=0

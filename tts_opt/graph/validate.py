@@ -1,4 +1,4 @@
-"""The rules a graph artifact must satisfy before anything runs it (DESIGN section 1).
+"""The rules a graph artifact must satisfy before anything runs it.
 
 `validate` checks everything and raises one GraphError naming the first problem. Checks run in
 dependency order (pool, nodes, edges, topology, roles, prompts, cost) so each can rely on the

@@ -1,5 +1,4 @@
-"""The optimizer: Agent-REINFORCE and the paper's baselines over collaboration graphs
-(DESIGN section 3; issue 4)."""
+"""The optimizer: Agent-REINFORCE and the paper's baselines over collaboration graphs."""
 
 from tts_opt.optimizer.archive import Archive, ArchiveMismatch, EvaluationRecord
 from tts_opt.optimizer.budget import REPAIR_RULES, BudgetError, maximal_multisets, repair
