@@ -120,9 +120,18 @@ def serving_in_thread(app: Litestar) -> Iterator[str]:
 
 async def eventually(condition, timeout_s: float = 3.0) -> bool:
     """Poll `condition()` until it holds or `timeout_s` passes."""
+
+    async def check() -> bool:
+        return condition()
+
+    return await eventually_async(check, bool, timeout_s)
+
+
+async def eventually_async(probe, holds, timeout_s: float = 3.0) -> bool:
+    """Await `probe()` until `holds(result)` or `timeout_s` passes."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    while not condition():
+    while not holds(await probe()):
         if loop.time() > deadline:
             return False
         await asyncio.sleep(0.01)

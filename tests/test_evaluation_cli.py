@@ -9,11 +9,12 @@ import typer
 from evaluation_support import LARGE, SMALL, SeededEngine, arithmetic_task
 from typer.testing import CliRunner
 
+from tts_opt.cli.errors import CommandLineGroup
 from tts_opt.cli.eval_command import eval_command
 from tts_opt.engines.pool import EnginePool
 from tts_opt.evaluation import load_report
 
-app = typer.Typer()
+app = typer.Typer(cls=CommandLineGroup)
 app.command("eval")(eval_command)
 app.command("noop")(lambda: None)  # two commands: `eval` stays a subcommand, as when mounted
 runner = CliRunner()

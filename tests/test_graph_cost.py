@@ -1,4 +1,4 @@
-"""The cost model against hand-computed values (DESIGN section 2)."""
+"""The cost model against hand-computed values."""
 
 from __future__ import annotations
 

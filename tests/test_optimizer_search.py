@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from optimizer_support import fast_settings, paper_space, synthetic_task
 from typer.testing import CliRunner
 
+from tts_opt.cli.errors import CommandLineGroup
 from tts_opt.cli.optimize_command import compare_command, optimize_command
 from tts_opt.graph import GraphArtifact, load_artifact, validate
 from tts_opt.optimizer import (
@@ -227,7 +228,7 @@ def test_archive_cuts_a_torn_last_line_and_refuses_other_settings(tmp_path) -> N
 
 
 def cli() -> typer.Typer:
-    app = typer.Typer()
+    app = typer.Typer(cls=CommandLineGroup)
     app.command("optimize")(optimize_command)
     app.command("compare")(compare_command)
     return app

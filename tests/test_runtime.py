@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 from graph_factory import make_artifact
+from server_support import eventually
 
 from tts_opt.engines.base import ChatMessage
 from tts_opt.engines.scripted import ScriptedEngine
@@ -163,11 +164,7 @@ async def test_closing_the_stream_aborts_the_sink_request():
 async def test_cancelling_the_caller_aborts_upstream_nodes():
     pool = engines(first_token_delay_s=10)
     task = asyncio.create_task(GraphRunner(fan_in(3), pool).run(QUESTION))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if pool[SMALL].in_flight:
-            break
-    assert pool[SMALL].in_flight
+    assert await eventually(lambda: pool[SMALL].in_flight)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -15,6 +15,7 @@ from server_support import (
     QUESTION,
     SMALL,
     config,
+    eventually_async,
     fan_in_artifact,
     make_app,
     scripted_engines,
@@ -72,7 +73,7 @@ async def test_a_profile_answers_with_the_sinks_text_and_usage_summed_over_nodes
     assert trace["trace"]["flops"] == pytest.approx(
         sum(n["flops"] for n in trace["trace"]["nodes"])
     )
-    assert trace["overhead_s"] >= 0
+    assert 0 <= trace["overhead_s"] < trace["trace"]["total_s"]
 
 
 async def test_streamed_text_equals_non_streamed_text_sync_and_async(server):
@@ -298,5 +299,6 @@ async def test_ready_is_503_while_the_engines_start(graphs):
         )
         assert response.status_code == 503 and response.headers["retry-after"]
         started.set()
-        await asyncio.sleep(0.05)
-        assert (await http.get("/ready")).status_code == 200
+        assert await eventually_async(lambda: http.get("/ready"), lambda r: r.status_code == 200), (
+            "/ready did not turn 200 once the engines were up"
+        )

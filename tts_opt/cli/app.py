@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tts_opt.cli.display import console
-from tts_opt.cli.errors import run_command_line
+from tts_opt.cli.errors import CommandLineGroup
 from tts_opt.cli.eval_command import eval_command
 from tts_opt.cli.graph_commands import budget, graph_app
 from tts_opt.cli.optimize_command import compare_command, optimize_command
@@ -18,6 +18,7 @@ from tts_opt.cli.tasks_commands import tasks_app
 
 app = typer.Typer(
     name="tts-opt",
+    cls=CommandLineGroup,
     help="Optimize and serve multi-LLM collaboration graphs (test-time compute-optimal scaling).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -114,7 +115,7 @@ def main() -> None:
     # without this the in-process engines' core processes outlive the command and keep the
     # cores and memory. `serve` hands SIGTERM to uvicorn, which drains instead.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    run_command_line(app)
+    app()
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """How a command ends on an error the user can cause or meet: one line on stderr, exit code 1.
 
-Typer keeps exit code 2 for usage errors; only a bug shows a traceback.
+Typer keeps exit code 2 for usage errors; only a bug shows a traceback. The handling lives in
+the app's root group, so it holds however the app is invoked (console script, tests' runner).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
-from collections.abc import Callable
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from tts_opt.cache import provision_log
 from tts_opt.cli.display import console
@@ -18,10 +20,15 @@ from tts_opt.errors import UserError
 
 def fail(message: str) -> typer.Exit:
     """Print `message` as the command's one error line; raise the returned exit."""
-    console.print(
-        f"error: {' '.join(message.split())}", markup=False, highlight=False, soft_wrap=True
-    )
+    line = " ".join(message.split())
+    console.print(f"error: {line}", markup=False, highlight=False, soft_wrap=True)
     return typer.Exit(1)
+
+
+def _message(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 class _ProvisionLines(logging.Handler):
@@ -31,16 +38,16 @@ class _ProvisionLines(logging.Handler):
         console.print(f"[dim]{record.getMessage()}[/]", highlight=False, soft_wrap=True)
 
 
-def run_command_line(app: Callable[[], object]) -> None:
-    """Run the typer `app`; an expected error ends it with one line instead of a traceback."""
-    provision_log.addHandler(_ProvisionLines())
-    provision_log.setLevel(logging.INFO)
-    provision_log.propagate = False
-    try:
-        app()
-    except UserError as exc:
-        fail(str(exc))
-        sys.exit(1)
-    except OSError as exc:  # a file that is missing or unreadable, a port in use
-        fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
-        sys.exit(1)
+class CommandLineGroup(TyperGroup):
+    """The root group of `tts-opt`: shows provisioning progress, and turns an expected error
+    (`UserError`, or an `OSError` such as a missing file) into one line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if not any(isinstance(h, _ProvisionLines) for h in provision_log.handlers):
+            provision_log.addHandler(_ProvisionLines())
+            provision_log.setLevel(logging.INFO)
+            provision_log.propagate = False
+        try:
+            return super().invoke(ctx)
+        except (UserError, OSError) as exc:
+            raise fail(_message(exc)) from exc

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import pairwise
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -40,9 +39,6 @@ from tts_opt.graph.schema import (
 from tts_opt.graph.validate import validate
 from tts_opt.tasks.lengths import measure_lengths
 from tts_opt.tasks.task import Task
-
-if TYPE_CHECKING:  # the pool module imports every engine client: too heavy for a type
-    pass
 
 PROBE_KINDS = ("single", "parallel", "chain")
 PROBE_SYNTAX = "single:MODEL | parallel:MODELS:FUSER | chain:MODELS (MODELS: M1,M2*3,...)"

@@ -104,7 +104,7 @@ class GraphRunner:
     ) -> AsyncIterator[RunEvent]:
         """Yield the sink's deltas and node completions, then `RunFinished`."""
         split_conversation(conversation)  # reject a bad conversation before any engine call
-        run = _Run(self, list(conversation), request_id or uuid.uuid4().hex, decoding)
+        run = _GraphRun(self, list(conversation), request_id or uuid.uuid4().hex, decoding)
         task = asyncio.create_task(run.execute())
         try:
             while True:
@@ -121,7 +121,7 @@ class GraphRunner:
                     await task
 
 
-class _Run:
+class _GraphRun:
     """State of one execution: node outputs, traces and the event queue to the caller."""
 
     def __init__(

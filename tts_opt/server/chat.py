@@ -42,7 +42,7 @@ def chat_routes(ctx: ServerContext, guards: list[Guard]) -> list[HTTPRouteHandle
         target = resolve(ctx.registry, data, ctx.config.limits)
         try:
             await check_prompt_tokens(target, ctx.config.limits.max_prompt_tokens)
-            run = _Run(ctx, target, data)
+            run = _ChatRun(ctx, target, data)
             if data.stream:
                 return run.stream()  # the stream ends the run, whichever way it stops
             try:
@@ -57,7 +57,7 @@ def chat_routes(ctx: ServerContext, guards: list[Guard]) -> list[HTTPRouteHandle
     return [chat_completions]
 
 
-class _Run:
+class _ChatRun:
     """One admitted request: its slot, its timings and metrics, and its target's events."""
 
     def __init__(self, ctx: ServerContext, target: Target, request: ChatCompletionRequest):
@@ -159,7 +159,7 @@ class _Run:
                         continue
                     trace = trace_info(self.target.label, event, self.wants_trace)
                     yield writer.finish(event, trace)
-                    if writer.usage_field is None:
+                    if writer.include_usage:
                         yield writer.usage(event.usage)
             finished = True
             yield DONE

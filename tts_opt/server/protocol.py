@@ -58,7 +58,7 @@ class ChatCompletionRequest(msgspec.Struct, frozen=True):
     n: Annotated[int, Meta(ge=1)] = 1
     seed: Annotated[int, Meta(ge=-(2**63), le=2**63 - 1)] | None = None  # int64, as OpenAI's
     stop: str | list[str] | None = None
-    # Declared only to be refused when used: see `tts_opt.server.targets.unsupported`.
+    # Declared only to be refused when used: see `tts_opt.server.targets._refuse_unsupported`.
     tools: list[Any] | None = None
     functions: list[Any] | None = None
     logprobs: bool | None = None

@@ -77,6 +77,7 @@ class ChunkWriter:
         self.completion_id = completion_id
         self.created = created
         self.model = model
+        self.include_usage = include_usage
         # With include_usage every chunk has a `usage` key: null until the last.
         self.usage_field: UnsetType | None = None if include_usage else UNSET
 
