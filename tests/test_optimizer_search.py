@@ -234,7 +234,8 @@ def cli() -> typer.Typer:
     return app
 
 
-POOL_ARGS = ["--models", "llama-3.2-1b", "--models", "llama-3.2-3b", "--models", "llama-3.1-8b"]
+PAPER_POOL = ("llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b")
+POOL_ARGS = [arg for model in PAPER_POOL for arg in ("--models", model)]
 SMALL = [
     "--val-questions",
     "10",
@@ -253,7 +254,7 @@ def test_cli_optimize_writes_a_loadable_artifact_and_resumes(tmp_path, monkeypat
     from tts_opt.tasks import registry
 
     monkeypatch.setattr(registry, "get_task", lambda name: TASK)
-    monkeypatch.setattr("tts_opt.cli.optimize_command.get_task", lambda name: TASK)
+    monkeypatch.setattr("tts_opt.optimizer.service.get_task", lambda name: TASK)
     args = [
         "optimize",
         "--task",
@@ -284,11 +285,11 @@ def test_cli_optimize_writes_a_loadable_artifact_and_resumes(tmp_path, monkeypat
     bad = CliRunner().invoke(cli(), [*args, *fresh])  # paper models: no engine can serve them
     assert bad.exit_code == 1 and "error:" in bad.output
     bad = CliRunner().invoke(cli(), [*args, "--scorer", "nope"])
-    assert bad.exit_code == 1 and "--scorer 'nope'" in bad.output
+    assert bad.exit_code == 1 and "scorer 'nope'" in bad.output
 
 
 def test_cli_compare_writes_a_table_and_a_plot(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("tts_opt.cli.optimize_command.get_task", lambda name: TASK)
+    monkeypatch.setattr("tts_opt.optimizer.service.get_task", lambda name: TASK)
     args = [
         "compare",
         "--task",
@@ -319,7 +320,7 @@ def test_cli_compare_writes_a_table_and_a_plot(tmp_path, monkeypatch) -> None:
 
 def test_cli_compare_in_parallel_finds_what_it_finds_in_turn(tmp_path, monkeypatch) -> None:
     """Searches sharing the scorer at once stay independent: each is what its seed makes it."""
-    monkeypatch.setattr("tts_opt.cli.optimize_command.get_task", lambda name: TASK)
+    monkeypatch.setattr("tts_opt.optimizer.service.get_task", lambda name: TASK)
     args = ["compare", "--task", "math", "--budget", "18", "--iterations", "4", *POOL_ARGS, *SMALL]
     args += ["--method", "agent-reinforce", "--method", "bo", "--seed", "0", "--seed", "1"]
     for parallel, out in (("1", "turn"), ("4", "parallel")):
@@ -337,22 +338,29 @@ def test_cli_compare_in_parallel_finds_what_it_finds_in_turn(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize(("objective", "cached"), [("accuracy", True), ("accuracy-latency", False)])
-def test_a_latency_objective_measures_every_run_without_the_node_cache(
-    tmp_path, monkeypatch, objective: str, cached: bool
+async def test_a_latency_objective_measures_every_run_without_the_node_cache(
+    objective: str, cached: bool
 ) -> None:
-    from tts_opt.cli import optimize_command as command
-    from tts_opt.optimizer import SyntheticScorer
+    from tts_opt.optimizer.service import SearchRequest, real_scorer, search_space
 
-    seen: list[bool] = []
+    request = SearchRequest(task="math", budget=18, objective=objective, models=PAPER_POOL)
+    scorer = real_scorer(TASK, search_space(request, TASK), request)
+    try:
+        assert (scorer.cache is not None) == cached
+    finally:
+        await scorer.close()
 
-    def scorer(task, space, engines, cache):  # stands in for the real one: records its cache
-        seen.append(cache)
-        return SyntheticScorer()
 
-    monkeypatch.setitem(command.SCORERS, "real", scorer)
-    monkeypatch.setattr(command, "get_task", lambda name: TASK)
-    args = ["optimize", "--task", "math", "--budget", "18", "--iterations", "2", *POOL_ARGS]
-    args += [*SMALL, "--scorer", "real", "--objective", objective, "--out", str(tmp_path)]
-    result = CliRunner().invoke(cli(), args)
-    assert result.exit_code == 0, result.output
-    assert seen == [cached]
+def test_the_command_line_defaults_are_the_search_requests() -> None:
+    """The options left out make the default request: the CLI takes its defaults from it."""
+    from tts_opt.optimizer.service import SearchRequest
+
+    for command in ("optimize", "compare"):
+        options = {
+            p.name: p.default
+            for p in typer.main.get_command(cli()).commands[command].params  # type: ignore[attr-defined]
+            if p.param_type_name == "option"
+        }
+        assert len(options) > 25
+        given = {"task": "math", "budget": 4.0, "out": Path("graphs")}  # compare: its own folder
+        assert SearchRequest.of({**options, **given}) == SearchRequest(task="math", budget=4.0)

@@ -20,20 +20,23 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import msgspec
 import uvicorn
 
 from tts_opt.cli.display import console
-from tts_opt.cli.optimize_command import artifact_stem, task_lengths, with_progress
+from tts_opt.cli.optimize_command import SearchProgress
 from tts_opt.cli.run_command import start_engines
 from tts_opt.engines.base import Engine
 from tts_opt.engines.pool import EnginePool
-from tts_opt.engines.specs import model_spec
 from tts_opt.evaluation import NodeCache
-from tts_opt.graph import Budget, save_artifact
-from tts_opt.graph.schema import Decoding
-from tts_opt.optimizer import Limits, OptimizeSettings, SearchResult, SearchSpace, optimize
-from tts_opt.optimizer.context import ProgressFn
 from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
+from tts_opt.optimizer.service import (
+    DEFAULT_METHOD,
+    DEFAULT_SEED,
+    SearchRequest,
+    SearchRun,
+    run_searches,
+)
 from tts_opt.server.app import create_app
 from tts_opt.server.config import ServerConfig
 from tts_opt.server.profiles import ProfileRegistry
@@ -45,16 +48,20 @@ TASK = "gsm8k"
 # budget, in units of one Qwen call, fits a few Qwen nodes. Answers need ~200 tokens to reach
 # GSM8K's "The answer is N" line; shorter ones are cut before it and always score 0.
 POOL = ("qwen2.5-coder-1.5b",)
-BUDGET = 4.0
-DECODING = Decoding(max_tokens=256, seed=0)
-SETTINGS = OptimizeSettings(
-    method="agent-reinforce",
-    limits=Limits(iterations=4, patience=4),
+SEARCH = SearchRequest(
+    task=TASK,
+    budget=4.0,
+    models=POOL,
+    iterations=4,
+    patience=4,
     val_questions=3,
     pretest_questions=2,
     reeval_questions=3,
     reeval_top_k=2,
     test_questions=3,
+    max_tokens=256,
+    sample_seed=0,
+    fresh=True,
 )
 
 
@@ -80,7 +87,7 @@ async def _main(prompt: str, out: Path) -> None:
     try:
         with _step(2, f"start the engines ({', '.join(POOL)})"):
             engines = await start_engines(pool, POOL)
-        with _step(3, f"optimize a graph for {TASK} at budget {BUDGET:g} (Agent-REINFORCE)"):
+        with _step(3, f"optimize a graph for {TASK} at budget {SEARCH.budget:g} (Agent-REINFORCE)"):
             artifact_path = await _optimize(engines, out)
         async with _serving(engines, artifact_path.parent) as url:
             with _step(5, f"answer a request on profile {TASK!r} (openai client, streaming)"):
@@ -91,46 +98,26 @@ async def _main(prompt: str, out: Path) -> None:
 
 
 async def _optimize(engines: Mapping[str, Engine], out: Path) -> Path:
-    task = get_task(TASK)
-    space = SearchSpace(
-        task=task.name,
-        budget=Budget(value=BUDGET, unit="flops"),
-        lengths=task_lengths(task, None, None),
-        pool=tuple(model_spec(m) for m in POOL),
-        templates=task.templates,
-        decoding=DECODING,
-    )
+    request = msgspec.structs.replace(SEARCH, out=out / "graphs")
     # The engines are already up: the scorer's `start` hands them over; closing them is ours.
-    scorer = EvaluationScorer(task, lambda: _ready(engines), cache=NodeCache())
-    stem = artifact_stem(space.task, space.budget.value)
-
-    async def run(on_progress: ProgressFn) -> SearchResult:
-        return await optimize(
-            task,
-            space,
-            SETTINGS,
-            scorer,
-            out / ".archive" / f"{stem}.jsonl",
-            fresh=True,
-            on_progress=on_progress,
+    scorer = EvaluationScorer(get_task(TASK), lambda: _ready(engines), cache=NodeCache())
+    with SearchProgress() as display:
+        (written,) = await run_searches(
+            request,
+            [SearchRun(DEFAULT_METHOD, DEFAULT_SEED)],
+            bar=display.bar,
+            scorer=scorer,
             description="Found by tts-opt quickstart (tiny search: few questions, short answers).",
         )
-
-    try:
-        result = await with_progress(SETTINGS.method, SETTINGS.limits.iterations, run)
-    finally:
-        await scorer.close()
-    graphs = out / "graphs"
-    graphs.mkdir(parents=True, exist_ok=True)
-    path = save_artifact(result.artifact, graphs / f"{stem}.json")
+    result = written.result
     test = result.selection.test.measurement
     nodes = ", ".join(f"{n.id}:{n.model}:{n.role}" for n in result.artifact.nodes)
     console.print(f"graph: {nodes} -> sink {result.artifact.sink}")
     console.print(
-        f"[green]wrote[/] {path}: test accuracy {test.accuracy:.0%} on {test.n} questions, "
-        f"{result.tokens:,} tokens, {len(result.records)} evaluations"
+        f"[green]wrote[/] {written.artifact_path}: test accuracy {test.accuracy:.0%} on "
+        f"{test.n} questions, {result.tokens:,} tokens, {len(result.records)} evaluations"
     )
-    return path
+    return written.artifact_path
 
 
 async def _ready(engines: Mapping[str, Engine]) -> Mapping[str, Engine]:

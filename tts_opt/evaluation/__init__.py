@@ -20,7 +20,6 @@ from tts_opt.evaluation.probes import (
     parallel_graph,
     probe_graph,
     single_model_graph,
-    task_lengths,
 )
 from tts_opt.evaluation.report import (
     CacheStats,
@@ -59,7 +58,6 @@ __all__ = [
     "sample_keys",
     "save_report",
     "single_model_graph",
-    "task_lengths",
     "wilson_interval",
     "with_measurements",
 ]

@@ -3,9 +3,9 @@ which model mix) on any task and pool: one model alone, k parallel assistants in
 chain of k assistants each refining the previous answer.
 
 Probes use the task's role templates. Their budget is their own cost (a probe is not searched);
-the task lengths (A, B) behind that cost are the paper's where it has them, else estimated from
-the task's questions and reference solutions at about 4 characters per token: the budget of a
-probe is bookkeeping, the report measures the real tokens and FLOPs of every run.
+the task lengths (A, B) behind that cost are `task_lengths`'s (the paper's, else an estimate from
+the task's data): the budget of a probe is bookkeeping, the report measures the real tokens and
+FLOPs of every run.
 
 Probe specs (the CLI's `--graph`), MODELS being a comma list where `MODEL*K` repeats a model:
 
@@ -25,7 +25,6 @@ from tts_opt import __version__
 from tts_opt.engines.specs import model_spec
 from tts_opt.graph.cost import graph_cost_units, graph_flops
 from tts_opt.graph.errors import GraphError
-from tts_opt.graph.models import PAPER_TASK_LENGTHS
 from tts_opt.graph.schema import (
     SCHEMA_VERSION,
     Budget,
@@ -34,29 +33,17 @@ from tts_opt.graph.schema import (
     ModelSpec,
     Node,
     Provenance,
-    TaskLengths,
 )
 from tts_opt.graph.validate import validate
-from tts_opt.tasks.lengths import measure_lengths
+from tts_opt.tasks.lengths import task_lengths
 from tts_opt.tasks.task import Task
 
 PROBE_KINDS = ("single", "parallel", "chain")
 PROBE_SYNTAX = "single:MODEL | parallel:MODELS:FUSER | chain:MODELS (MODELS: M1,M2*3,...)"
-CHARS_PER_TOKEN = 4
 # Seeded, so that a probe's samples are reproducible and cacheable (see evaluation.cache).
 PROBE_DECODING = Decoding(seed=0)
 
 SpecResolver = Callable[[str], ModelSpec]
-
-
-def task_lengths(task: Task) -> TaskLengths:
-    """The paper's (A, B) for its tasks, else an estimate from this task's data."""
-    paper = PAPER_TASK_LENGTHS.get(task.name.partition(":")[0])
-    if paper is not None:
-        return paper
-    return measure_lengths(
-        task, lambda text: max(1, len(text) // CHARS_PER_TOKEN), questions=task.questions
-    )
 
 
 def single_model_graph(

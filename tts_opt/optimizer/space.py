@@ -50,6 +50,9 @@ class Candidate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         return f"[{nodes}] edges {edges}"
 
 
+MAX_NODES = 10  # the largest graph a search considers by default
+
+
 class SearchSpace(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What a search optimizes over: one task, a model pool and a budget.
 
@@ -63,7 +66,7 @@ class SearchSpace(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     pool: tuple[ModelSpec, ...]
     templates: RoleTemplates = RoleTemplates()
     decoding: Decoding = Decoding()
-    max_nodes: int = 10
+    max_nodes: int = MAX_NODES
     allow_fuser: bool = True
 
     def spec(self, model: str) -> ModelSpec:

@@ -10,7 +10,7 @@ from tts_opt.tasks.datasets import (
     pull_datasets,
 )
 from tts_opt.tasks.errors import DatasetError, TaskError
-from tts_opt.tasks.lengths import measure_lengths
+from tts_opt.tasks.lengths import measure_lengths, task_lengths
 from tts_opt.tasks.registry import get_task, subjects, task_names
 from tts_opt.tasks.sandbox import (
     SandboxError,
@@ -63,5 +63,6 @@ __all__ = [
     "run_python",
     "run_tests",
     "subjects",
+    "task_lengths",
     "task_names",
 ]
