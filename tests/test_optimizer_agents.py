@@ -218,3 +218,11 @@ def test_exchanges_are_archived_by_a_search(tmp_path) -> None:
     assert all(len(p["exchanges"]) == 2 for p in proposals)
     assert proposals[0]["exchanges"][0]["messages"][1]["content"].startswith("Task: math")
     assert result.tokens > 0
+
+
+def test_an_unmeasured_latency_counts_for_accuracy_but_cannot_be_ranked_on_latency() -> None:
+    replayed = replace(measurement(0.5), latency_p50_s=None, latency_p95_s=None)
+    assert Objective().utility(replayed) == 0.5
+    assert Objective(kind="accuracy-latency").utility(measurement(0.5)) == pytest.approx(0.49)
+    with pytest.raises(ValueError, match="needs a measured latency"):
+        Objective(kind="accuracy-latency").utility(replayed)

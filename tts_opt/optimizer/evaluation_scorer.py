@@ -65,11 +65,10 @@ class EvaluationScorer:
             n=report.n,
             ci_low=report.accuracy.ci_low,
             ci_high=report.accuracy.ci_high,
-            latency_p50_s=0.0 if latency is None else latency.p50_s,
-            latency_p95_s=0.0 if latency is None else latency.p95_s,
+            latency_p50_s=None if latency is None else latency.p50_s,
+            latency_p95_s=None if latency is None else latency.p95_s,
             flops=report.mean_flops,
             tokens=round(report.mean_tokens * report.n),
-            latency_measured=latency is not None,
         )
 
     async def close(self) -> None:

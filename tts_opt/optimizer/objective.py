@@ -26,21 +26,23 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n: int
     ci_low: float
     ci_high: float
-    latency_p50_s: float
-    latency_p95_s: float
+    # None when every run replayed cached nodes: a replay returns at once, so there was no
+    # latency to measure.
+    latency_p50_s: float | None
+    latency_p95_s: float | None
     flops: float
     tokens: int = 0
-    # False when every run replayed cached nodes: a replay returns at once, so there was no
-    # latency to measure and the latency fields are 0.
-    latency_measured: bool = True
 
 
 class GraphScorer(Protocol):
-    """Runs a graph on questions. Implementations must be safe to call repeatedly."""
+    """Runs a graph on questions. Implementations must be safe to call repeatedly; `close`
+    releases what the scorer holds (engines, cache) once the searches are done."""
 
     async def score(
         self, artifact: GraphArtifact, questions: Sequence[Question]
     ) -> Measurement: ...
+
+    async def close(self) -> None: ...
 
 
 def wilson_interval(correct: float, n: int) -> tuple[float, float]:
@@ -59,7 +61,8 @@ class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     `accuracy`: utility = accuracy. `accuracy-latency`: utility = accuracy - latency_weight *
     p50 latency (seconds), and a graph whose p50 exceeds `latency_limit_s` loses 1 (infeasible:
-    below every graph within the limit).
+    below every graph within the limit). A latency objective cannot rank an unmeasured latency:
+    its searches run without the node cache.
     """
 
     kind: ObjectiveKind = "accuracy"
@@ -69,8 +72,11 @@ class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def utility(self, m: Measurement) -> float:
         if self.kind == "accuracy":
             return m.accuracy
-        penalty = self.latency_weight * m.latency_p50_s
-        if self.latency_limit_s is not None and m.latency_p50_s > self.latency_limit_s:
+        p50 = m.latency_p50_s
+        if p50 is None:
+            raise ValueError("the accuracy-latency objective needs a measured latency")
+        penalty = self.latency_weight * p50
+        if self.latency_limit_s is not None and p50 > self.latency_limit_s:
             penalty += 1.0
         return m.accuracy - penalty
 

@@ -127,6 +127,6 @@ def plot_curves(results: Sequence[SearchResult], path: Path) -> Path:
 
 def _latency(m: Measurement, unit: bool = True) -> str:
     """p50 latency; "-" where every run replayed cached nodes (no latency was measured)."""
-    if not m.latency_measured:
+    if m.latency_p50_s is None:
         return "-"
     return f"{m.latency_p50_s:.3g}{' s' if unit else ''}"

@@ -76,16 +76,13 @@ def final_artifact(
     description: str,
 ) -> GraphArtifact:
     winner, test = selection.winner, selection.test
+    p50, p95 = test.measurement.latency_p50_s, test.measurement.latency_p95_s
     draft = space.artifact(winner.candidate)
     artifact = space.artifact(
         winner.candidate,
         accuracy=(_accuracy("val", winner), _accuracy("test", test)),
-        latency=Latency(
-            p50_s=test.measurement.latency_p50_s,
-            p95_s=test.measurement.latency_p95_s,
-            n=test.measurement.n,
-        )
-        if test.measurement.latency_measured
+        latency=Latency(p50_s=p50, p95_s=p95, n=test.measurement.n)
+        if p50 is not None and p95 is not None
         else None,  # unknown, rather than the time of a cache replay
         flops=graph_flops(draft),
         provenance=Provenance(

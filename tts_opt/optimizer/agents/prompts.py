@@ -46,7 +46,7 @@ def system_prompt(insights: bool, reply_format: str) -> str:
 def _measured(h: HistoryItem, with_latency: bool) -> str:
     m = h.measurement
     text = f"accuracy {m.accuracy:.1%} (n={m.n})"
-    if with_latency:
+    if with_latency and m.latency_p50_s is not None:
         text += f", p50 latency {m.latency_p50_s:.3g} s"
     return f"{text}, cost {h.cost:.4g}, utility {h.utility:.4g}"
 
