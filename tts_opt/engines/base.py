@@ -96,21 +96,45 @@ class Engine(Protocol):
         ...
 
 
+class SampleTally:
+    """The samples of one request folded from its deltas as they arrive: the one reduction every
+    consumer of `generate` uses. A sample whose stream ended without a finish reason was cut
+    short, so its reason is "abort"."""
+
+    def __init__(self, n: int) -> None:
+        self._texts: list[list[str]] = [[] for _ in range(n)]
+        self._tokens = [0] * n
+        self._reasons: list[str | None] = [None] * n
+        self.prompt_tokens = 0
+
+    def add(self, delta: SampleDelta) -> None:
+        self._texts[delta.index].append(delta.text)
+        self._tokens[delta.index] = delta.output_tokens
+        self.prompt_tokens = delta.prompt_tokens or self.prompt_tokens
+        if delta.finish_reason is not None:
+            self._reasons[delta.index] = delta.finish_reason
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(self._tokens)
+
+    @property
+    def finish_reasons(self) -> tuple[str, ...]:
+        return tuple(reason or "abort" for reason in self._reasons)
+
+    def result(self) -> GenerationResult:
+        samples = zip(self._texts, self._tokens, self.finish_reasons, strict=True)
+        return GenerationResult(
+            samples=tuple(Sample(i, "".join(t), k, r) for i, (t, k, r) in enumerate(samples)),
+            prompt_tokens=self.prompt_tokens,
+        )
+
+
 async def collect(
     engine: Engine, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
 ) -> GenerationResult:
     """Run a request to completion and assemble its samples."""
-    texts: dict[int, list[str]] = {i: [] for i in range(params.n)}
-    tokens: dict[int, int] = dict.fromkeys(range(params.n), 0)
-    reasons: dict[int, str] = {}
-    prompt_tokens = 0
+    tally = SampleTally(params.n)
     async for delta in engine.generate(request_id, messages, params):
-        texts[delta.index].append(delta.text)
-        tokens[delta.index] = delta.output_tokens
-        prompt_tokens = delta.prompt_tokens
-        if delta.finish_reason is not None:
-            reasons[delta.index] = delta.finish_reason
-    samples = tuple(
-        Sample(i, "".join(texts[i]), tokens[i], reasons.get(i, "abort")) for i in range(params.n)
-    )
-    return GenerationResult(samples=samples, prompt_tokens=prompt_tokens)
+        tally.add(delta)
+    return tally.result()

@@ -20,7 +20,14 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 
 import msgspec
 
-from tts_opt.engines.base import ChatMessage, Engine, EngineError, SamplingParams
+from tts_opt.engines.base import (
+    ChatMessage,
+    Engine,
+    EngineError,
+    GenerationResult,
+    SampleTally,
+    SamplingParams,
+)
 from tts_opt.errors import UserError
 from tts_opt.graph.cost import node_flops_measured
 from tts_opt.graph.schema import Decoding, GraphArtifact
@@ -220,37 +227,30 @@ class _GraphRun:
         messages: list[ChatMessage],
         params: SamplingParams,
     ) -> _CallResult:
-        texts: list[list[str]] = [[] for _ in range(params.n)]
-        tokens = [0] * params.n
-        reasons = ["stop"] * params.n
-        prompt_tokens = 0
+        tally = SampleTally(params.n)
         first_token_s: float | None = None
         request_id = f"{self.request_id}-{index}-{attempt}"
         async for delta in engine.generate(request_id, messages, params):
             if first_token_s is None and delta.text:
                 first_token_s = self.now()
-            texts[delta.index].append(delta.text)
-            tokens[delta.index] = delta.output_tokens
-            prompt_tokens = delta.prompt_tokens or prompt_tokens
-            if delta.finish_reason is not None:
-                reasons[delta.index] = delta.finish_reason
+            tally.add(delta)
             if call.is_sink and delta.text:
                 self.sink_streamed = True
                 self.events.put_nowait(SinkDelta(delta.text))
-        return _CallResult(
-            ["".join(t) for t in texts], tokens, reasons, prompt_tokens, first_token_s
-        )
+        return _CallResult(tally.result(), first_token_s)
 
     def record(
         self, call: CallGroup, result: _CallResult, ready_s: float, start_s: float, attempts: int
     ) -> None:
         end_s = self.now()
         spec = self.runner.specs[call.model]
-        self.usage += Usage(result.prompt_tokens, sum(result.output_tokens))
+        generation = result.generation
+        prompt_tokens = generation.prompt_tokens
+        self.usage += Usage(prompt_tokens, generation.output_tokens)
         for position, node in enumerate(call.nodes):
             # Nodes beyond the samples generated share sample 0 and cost nothing more.
-            sample = position if position < len(result.texts) else 0
-            generated = sample == position
+            sample = generation.samples[position if position < len(generation.samples) else 0]
+            generated = sample.index == position
             trace = NodeTrace(
                 node=node,
                 model=call.model,
@@ -260,9 +260,9 @@ class _GraphRun:
                 start_s=start_s,
                 first_token_s=result.first_token_s,
                 end_s=end_s,
-                prompt_tokens=result.prompt_tokens,
-                output_tokens=result.output_tokens[sample],
-                flops=node_flops_measured(spec, result.prompt_tokens, result.output_tokens[sample])
+                prompt_tokens=prompt_tokens,
+                output_tokens=sample.output_tokens,
+                flops=node_flops_measured(spec, prompt_tokens, sample.output_tokens)
                 if generated
                 else 0.0,
                 attempts=attempts,
@@ -271,8 +271,8 @@ class _GraphRun:
             self.traces.append(trace)
             self.events.put_nowait(NodeFinished(trace))
             if call.is_sink:
-                self.finish_reason = result.reasons[sample]
-            self.outputs[node].set_result(result.texts[sample])
+                self.finish_reason = sample.finish_reason
+            self.outputs[node].set_result(sample.text)
 
     def fail_group(self, call: CallGroup, ready_s: float, attempts: int, error: str) -> None:
         end_s = self.now()
@@ -306,10 +306,7 @@ class _GraphRun:
 
 
 class _CallResult(msgspec.Struct):
-    texts: list[str]
-    output_tokens: list[int]
-    reasons: list[str]
-    prompt_tokens: int
+    generation: GenerationResult
     first_token_s: float | None
 
 

@@ -16,7 +16,7 @@ from contextlib import aclosing
 
 import msgspec
 
-from tts_opt.engines.base import ChatMessage, Engine, SamplingParams
+from tts_opt.engines.base import ChatMessage, Engine, SampleTally, SamplingParams
 from tts_opt.graph.schema import Decoding
 from tts_opt.runtime.executor import RunFinished, SinkDelta
 from tts_opt.runtime.prompts import split_conversation
@@ -82,19 +82,14 @@ class ModelTarget:
         self.n = params.n
 
     async def events(self, request_id: str) -> AsyncGenerator[CompletionEvent]:
-        tokens = [0] * self.n
-        reasons = ["stop"] * self.n
-        prompt_tokens = 0
+        tally = SampleTally(self.n)
         deltas = self.engine.generate(request_id, self.messages, self.params)
         async with aclosing(deltas):  # type: ignore[type-var]  # an async generator
             async for delta in deltas:
                 if delta.text:
                     yield TextDelta(delta.index, delta.text)
-                tokens[delta.index] = delta.output_tokens
-                prompt_tokens = delta.prompt_tokens or prompt_tokens
-                if delta.finish_reason is not None:
-                    reasons[delta.index] = delta.finish_reason
-        yield Completed(tuple(reasons), Usage(prompt_tokens, sum(tokens)))
+                tally.add(delta)
+        yield Completed(tally.finish_reasons, Usage(tally.prompt_tokens, tally.output_tokens))
 
 
 Target = GraphTarget | ModelTarget
