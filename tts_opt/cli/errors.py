@@ -7,15 +7,19 @@ the app's root group, so it holds however the app is invoked (console script, te
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
 from tts_opt.cache import provision_log
 from tts_opt.cli.display import console
 from tts_opt.errors import UserError
+
+if TYPE_CHECKING:
+    # typer's vendored click: groups are invoked with its Context, as `TyperGroup.invoke` declares
+    # (typer.Context, a subclass, is what command callbacks get).
+    from typer._click import Context
 
 
 def fail(message: str) -> typer.Exit:
@@ -42,7 +46,7 @@ class CommandLineGroup(TyperGroup):
     """The root group of `tts-opt`: shows provisioning progress, and turns an expected error
     (`UserError`, or an `OSError` such as a missing file) into one line and exit code 1."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Context) -> Any:
         if not any(isinstance(h, _ProvisionLines) for h in provision_log.handlers):
             provision_log.addHandler(_ProvisionLines())
             provision_log.setLevel(logging.INFO)

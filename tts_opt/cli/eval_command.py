@@ -12,7 +12,7 @@ import asyncio
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -43,7 +43,7 @@ from tts_opt.evaluation import (
 from tts_opt.evaluation.probes import SpecResolver
 from tts_opt.graph.io import load_artifact
 from tts_opt.graph.schema import GraphArtifact
-from tts_opt.tasks import Question, Split, Task, get_task
+from tts_opt.tasks import Question, Task, get_task
 
 if TYPE_CHECKING:  # the pool module imports every engine client: only when engines start
     from tts_opt.engines.pool import PoolConfig
@@ -91,7 +91,7 @@ def eval_command(
     from tts_opt.engines.pool import load_pool_config
 
     task_obj = get_task(task)
-    questions = task_obj.split(cast(Split, split.value), limit)
+    questions = task_obj.split(split.value, limit)
     pool_config = load_pool_config(engines)
     graphs = [_graph(spec, task_obj, lambda name: model_spec(name, pool_config)) for spec in graph]
     for spec, artifact in zip(graph, graphs, strict=True):

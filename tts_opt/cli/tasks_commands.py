@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -16,7 +16,6 @@ from tts_opt.cli.errors import fail
 from tts_opt.tasks import (
     DATASETS,
     DatasetError,
-    Split,
     Task,
     TaskError,
     download_wheels,
@@ -94,7 +93,7 @@ def show(
     """A task's facts and the first questions of a split, with their reference answers."""
     try:
         task = get_task(name)
-        questions = task.split(cast(Split, split.value), limit)
+        questions = task.split(split.value, limit)
     except (TaskError, DatasetError) as exc:
         raise fail(str(exc)) from exc
     _print_summary(task)

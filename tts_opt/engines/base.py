@@ -8,7 +8,7 @@ that, it exists for out-of-band cancellation (e.g. a server shutting down).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import msgspec
@@ -83,7 +83,7 @@ class Engine(Protocol):
 
     def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
-    ) -> AsyncIterator[SampleDelta]:
+    ) -> AsyncGenerator[SampleDelta]:
         """Stream the samples of one request."""
         ...
 

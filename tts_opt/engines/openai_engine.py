@@ -4,17 +4,24 @@ or a provider. This is also how engines on other machines join a deployment."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import TYPE_CHECKING
 
 import httpx
 import msgspec
 import openai
 
-from tts_opt.engines.base import ChatMessage, EngineError, SampleDelta, SamplingParams
+from tts_opt.engines.base import (
+    ChatMessage,
+    EngineError,
+    MessageRole,
+    SampleDelta,
+    SamplingParams,
+)
 
 if TYPE_CHECKING:
     from openai._response import AsyncAPIResponse
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 class OpenAIEngineConfig(
@@ -136,12 +143,12 @@ class OpenAIEngine:
 
     async def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
-    ) -> AsyncIterator[SampleDelta]:
+    ) -> AsyncGenerator[SampleDelta]:
         await self.start()
         assert self._client is not None
         request = self._client.chat.completions.with_streaming_response.create(
             model=self.config.served_model or self.config.model,
-            messages=[{"role": m.role, "content": m.content} for m in messages],
+            messages=[message_param(m.role, m.content) for m in messages],
             max_tokens=params.max_tokens,
             temperature=params.temperature,
             top_p=params.top_p,
@@ -185,6 +192,17 @@ class OpenAIEngine:
             raise EngineError(f"engine {self.model!r}: {exc}") from exc
         finally:
             self._streams.pop(request_id, None)
+
+
+def message_param(role: MessageRole, content: str) -> ChatCompletionMessageParam:
+    """The openai client's message type for a plain-text turn: a TypedDict per role."""
+    match role:
+        case "system":
+            return {"role": "system", "content": content}
+        case "user":
+            return {"role": "user", "content": content}
+        case "assistant":
+            return {"role": "assistant", "content": content}
 
 
 def _split_evenly(total: int, parts: int) -> list[int]:

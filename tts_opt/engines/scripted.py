@@ -7,7 +7,7 @@ Tokens are whitespace-separated words, streamed one per `token_delay_s` after `f
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 import msgspec
 
@@ -69,7 +69,7 @@ class ScriptedEngine:
 
     async def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
-    ) -> AsyncIterator[SampleDelta]:
+    ) -> AsyncGenerator[SampleDelta]:
         self.requests.append(RecordedRequest(request_id, tuple(messages), params))
         if params.n > 1 and params.temperature == 0:  # as vLLM and OpenAI servers answer
             raise EngineError("n > 1 needs sampling (temperature > 0)")

@@ -3,7 +3,12 @@ engines are all remote reads pool configs too)."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 import msgspec
+
+# The dtypes vLLM's `AsyncEngineArgs` accepts (vllm.config.model.ModelDType).
+ModelDType = Literal["auto", "half", "float16", "bfloat16", "float", "float32"]
 
 
 class VllmEngineConfig(
@@ -19,7 +24,7 @@ class VllmEngineConfig(
 
     model: str  # pool name the engine answers to
     path: str  # local HF model directory (`~` allowed) or hub id
-    dtype: str = "bfloat16"
+    dtype: ModelDType = "bfloat16"
     max_model_len: int = 4096
     # Decoding on CPU is memory-bound: tokens/s grows with the batch (32 beat 16 at 32 requests).
     max_num_seqs: int = 32

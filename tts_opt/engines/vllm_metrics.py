@@ -16,10 +16,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics_core import Metric
+
+if TYPE_CHECKING:
+    from vllm.v1.metrics.loggers import StatLoggerFactory
 
 
 class EngineMetrics:
@@ -55,7 +58,7 @@ class EngineMetrics:
 ENGINE_METRICS = EngineMetrics()
 
 
-def stat_logger(registry: CollectorRegistry) -> type:
+def stat_logger(registry: CollectorRegistry) -> StatLoggerFactory:
     """A `PrometheusStatLogger` class (for `AsyncLLM`'s `stat_loggers`) writing into `registry`."""
     from vllm.distributed.ec_transfer.ec_connector.metrics import ECConnectorProm
     from vllm.distributed.kv_transfer.kv_connector.v1.metrics import KVConnectorProm

@@ -3,7 +3,7 @@ where it must, so the graph runtime gets caching without knowing about it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
 import msgspec
@@ -50,7 +50,7 @@ class CachingEngine:
 
     async def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
-    ) -> AsyncIterator[SampleDelta]:
+    ) -> AsyncGenerator[SampleDelta]:
         keys = sample_keys(self.model, messages, params)
         stored = await self.cache.get_many(keys)
         missing = [i for i, key in enumerate(keys) if key not in stored]

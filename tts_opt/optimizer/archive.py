@@ -21,6 +21,7 @@ from tts_opt.optimizer.space import Candidate
 
 Stage = Literal["pretest", "init", "search", "reeval", "test"]
 SEARCH_STAGES: tuple[Stage, ...] = ("pretest", "init", "search")
+AgentKind = Literal["multisets", "proposal"]
 
 
 class RunHeader(msgspec.Struct, frozen=True, tag="run"):
@@ -49,7 +50,7 @@ class AgentRecord(msgspec.Struct, frozen=True, tag="agent"):
     reply exchanged for it."""
 
     index: int
-    kind: Literal["multisets", "proposal"]
+    kind: AgentKind
     payload: msgspec.Raw
     elapsed_s: float
 

@@ -20,6 +20,7 @@ import numpy as np
 from tts_opt.optimizer.agents.base import HistoryItem, MultisetChoice, Proposal
 from tts_opt.optimizer.archive import (
     SEARCH_STAGES,
+    AgentKind,
     AgentRecord,
     Archive,
     ArchiveMismatch,
@@ -56,7 +57,7 @@ class ProgressEvent(msgspec.Struct, frozen=True):
 
 
 class ProgressFn(Protocol):
-    def __call__(self, event: ProgressEvent) -> None: ...
+    def __call__(self, event: ProgressEvent, /) -> None: ...
 
 
 class SearchContext:
@@ -193,7 +194,7 @@ class SearchContext:
         return await self._measure(candidate, stage, -1, None)
 
     async def consult(
-        self, kind: str, call: Callable[[], Awaitable[Decision]], kind_type: type[Decision]
+        self, kind: AgentKind, call: Callable[[], Awaitable[Decision]], kind_type: type[Decision]
     ) -> tuple[Decision, int]:
         """Ask the agent (or replay its archived answer); returns the decision and its index."""
         index = self._agent_calls
@@ -212,7 +213,7 @@ class SearchContext:
                 AgentRecord(
                     index=index,
                     kind=kind,
-                    payload=payload,  # type: ignore[arg-type]
+                    payload=payload,
                     elapsed_s=self.elapsed(),
                 )
             )

@@ -70,7 +70,7 @@ def sample_graph(
         best = int(np.argmax(dist.edge_probs()[:-1, -1]))
         seen[best, -1] = taken[best, -1] = True
 
-    has_pred = taken.any(axis=0)
+    has_pred = np.any(taken, axis=0)
     role_seen = has_pred if allow_fuser else np.zeros(n, dtype=bool)
     roles = np.array([rng.choice(len(ROLES), p=q) for q in softmax(dist.pi)])
     roles = np.where(role_seen, roles, 0)

@@ -85,7 +85,7 @@ class SearchSpace(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             sink=candidate.sink,
             templates=self.templates,
             decoding=self.decoding,
-            **fields,  # type: ignore[arg-type]
+            **fields,  # type: ignore[arg-type]  # any field by name; GraphArtifact checks it
         )
 
     def cost(self, candidate: Candidate) -> float:

@@ -52,12 +52,13 @@ class SyntheticScorer:
         sources = [n for n in active if not any(p in running for p in pred[n])]
         depth = len(topological_levels(active, [e for e in a.edges if e[1] in running]))
         width = len(sources)
-        acc = quality(a.sink) + 0.3 * (np.mean([quality(s) for s in sources]) - quality(a.sink))
+        mean_source = float(np.mean([quality(s) for s in sources]))
+        acc = quality(a.sink) + 0.3 * (mean_source - quality(a.sink))
         acc += 0.08 * min(width, self.best_width) - 0.06 * max(0, width - self.best_width)
         acc += 0.05 * min(depth - 1, self.best_depth - 1) - 0.07 * max(0, depth - self.best_depth)
         if role[a.sink] == "fuser" and width > 1:
             acc += 0.03
-        return float(min(0.98, max(0.02, acc)))
+        return min(0.98, max(0.02, acc))
 
     def latency(self, a: GraphArtifact) -> float:
         """Levels run one after another, nodes in a level concurrently: sum of level maxima."""

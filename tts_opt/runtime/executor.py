@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 import msgspec
 
@@ -108,7 +108,7 @@ class GraphRunner:
         *,
         request_id: str | None = None,
         decoding: Decoding | None = None,
-    ) -> AsyncIterator[RunEvent]:
+    ) -> AsyncGenerator[RunEvent]:
         """Yield the sink's deltas and node completions, then `RunFinished`."""
         split_conversation(conversation)  # reject a bad conversation before any engine call
         run = _GraphRun(self, list(conversation), request_id or uuid.uuid4().hex, decoding)

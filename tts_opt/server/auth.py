@@ -21,7 +21,7 @@ def api_key_guards(keys: Sequence[str]) -> list[Guard]:
         return []
     accepted = [key.encode() for key in keys]
 
-    def require_api_key(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    def require_api_key(connection: ASGIConnection, _handler: BaseRouteHandler) -> None:
         scheme, _, token = connection.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise APIError(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -36,6 +36,10 @@ from tts_opt.engines.pool import EngineConfig
 from tts_opt.server.errors import SetupError
 
 ENV_PREFIX = "TTS_OPT_SERVER_"
+DECODERS: dict[str, Callable[[bytes], Any]] = {
+    ".toml": msgspec.toml.decode,
+    ".json": msgspec.json.decode,
+}
 
 PositiveInt = Annotated[int, Meta(ge=1)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
@@ -106,7 +110,7 @@ def _read(path: Path) -> dict[str, Any]:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read server config {path}: {exc.strerror}") from exc
-    decode = {".toml": msgspec.toml.decode, ".json": msgspec.json.decode}.get(path.suffix)
+    decode = DECODERS.get(path.suffix)
     if decode is None:
         raise ConfigError(f"{path}: server config must be .toml or .json")
     try:

@@ -160,7 +160,7 @@ class CodeScorer:
     """Python code: the program in the output runs with the question's whole test in the
     sandbox; correct iff every test passes (pass@1 for one sample)."""
 
-    kind = "python_tests"
+    kind: ClassVar[str] = "python_tests"
 
     def __init__(self, limits: SandboxLimits = DEFAULT_LIMITS) -> None:
         self.limits = limits

@@ -234,12 +234,14 @@ def openai_chat(
     """A ChatFn on an OpenAI-compatible endpoint; the key comes from the env var `api_key_env`."""
     from openai import AsyncOpenAI
 
+    from tts_opt.engines.openai_engine import message_param
+
     client = AsyncOpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "none")
 
     async def chat(messages: Sequence[ChatTurn]) -> ChatReply:
         response = await client.chat.completions.create(
             model=model,
-            messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+            messages=[message_param(m.role, m.content) for m in messages],
             temperature=temperature,
             response_format={"type": "json_object"},
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 from tts_opt.graph import Node, topological_levels
+from tts_opt.graph.schema import Role
 from tts_opt.optimizer.space import Candidate, SearchSpace, legalize
 
 Shape = tuple[int, int]  # (width, depth); a lone sink is (0, 0)
@@ -34,7 +35,7 @@ def layered(space: SearchSpace, nodes: tuple[Node, ...], sink: str, shape: Shape
     ]
     edges += [(a.id, sink) for a in (layers[-1] if layers else [])]
     sink_node = next(n for n in nodes if n.id == sink)
-    role = "fuser" if width > 1 else "assistant"
+    role: Role = "fuser" if width > 1 else "assistant"
     graph_nodes = tuple(Node(id=n.id, model=n.model, role="assistant") for n in used)
     graph_nodes += (Node(id=sink, model=sink_node.model, role=role),)
     return legalize(graph_nodes, tuple(edges), sink, allow_fuser=space.allow_fuser)

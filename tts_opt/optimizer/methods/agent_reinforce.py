@@ -13,6 +13,8 @@ multiset.
 
 from __future__ import annotations
 
+from functools import partial
+
 from tts_opt.optimizer.agents.base import (
     Agent,
     MultisetChoice,
@@ -99,7 +101,7 @@ class AgentReinforce:
                 insights=self.insights,
             )
             proposal, call = await ctx.consult(
-                "proposal", lambda r=request: self.agent.propose(r), Proposal
+                "proposal", partial(self.agent.propose, request), Proposal
             )
             dist.set_table(proposal.table)
             candidate = repair(space, proposal.candidate, ctx.repair_rule, dist.edge_prob_map())

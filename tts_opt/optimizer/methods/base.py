@@ -17,7 +17,9 @@ class Method(Protocol):
 
     name: str
     allow_fuser: bool
-    agent_name: str
+
+    @property
+    def agent_name(self) -> str: ...
 
     async def run(self, ctx: SearchContext) -> None:
         """Evaluate graphs through `ctx` until it stops the search (SearchStopped)."""
