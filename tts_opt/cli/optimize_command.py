@@ -188,6 +188,8 @@ def optimize_command(
         f"[green]wrote[/] {written.artifact_path}: test accuracy "
         f"{written.result.selection.test.measurement.accuracy:.1%}, report {written.report_path}"
     )
+    if (baseline := written.result.artifact.baseline) is not None:
+        console.print(f"against the single model: {baseline.summary}", highlight=False)
 
 
 def compare_command(

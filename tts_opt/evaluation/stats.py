@@ -34,3 +34,28 @@ def percentile(values: Sequence[float], q: float) -> float:
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant pairs: questions only the first of two
+    systems got right (`wins`) and only the second got right (`losses`). Under the null each
+    discordant question is a fair coin; concordant questions carry no information."""
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(wins, losses) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def paired_difference_interval(
+    wins: int, losses: int, n: int, z: float = Z95
+) -> tuple[float, float]:
+    """95% interval for the difference of two paired accuracies (first minus second), by the
+    Agresti-Min adjusted Wald method (half a question added to each cell of the 2x2 table):
+    sound at the small n of validation sets, where the plain Wald interval is too narrow."""
+    if n == 0:
+        return -1.0, 1.0
+    b, c, total = wins + 0.5, losses + 0.5, n + 2
+    diff = (b - c) / total
+    half = z * math.sqrt((b + c) - (b - c) ** 2 / total) / total
+    return max(-1.0, diff - half), min(1.0, diff + half)

@@ -64,6 +64,14 @@ def to_text(a: GraphArtifact) -> str:
     if a.latency is not None:
         lat = a.latency
         lines.append(f"latency: p50 {lat.p50_s:.3g} s, p95 {lat.p95_s:.3g} s (n={lat.n})")
+    if a.baseline is not None:
+        lines.append(f"against the single model: {a.baseline.summary}")
+        if (test := a.baseline.test) is not None:
+            lines.append(
+                f"  on {test.n} test questions: {test.accuracy:.1%} vs {test.baseline_accuracy:.1%}"
+                f" for the {test.baseline}, difference {test.difference:+.1%} (95% CI "
+                f"{test.ci_low:+.1%} to {test.ci_high:+.1%}), McNemar p = {test.p_value:.3g}"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -106,6 +106,35 @@ class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n: int
 
 
+class PairedComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """This graph against the single-model baseline on the same questions and sample seeds:
+    both accuracies, their difference with its 95% interval, and the exact McNemar p-value."""
+
+    baseline: str  # e.g. "single qwen2.5-coder-1.5b"
+    split: str
+    n: int
+    accuracy: float
+    baseline_accuracy: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+
+
+class BaselineComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Why this artifact was shipped rather than the best single model of the budget.
+
+    `verdict` is "graph" when the search's graph beat the single model on the validation
+    questions by a paired test at level `alpha`, else "single" (the artifact is then the single
+    model). The test split decides nothing; `test` only reports."""
+
+    verdict: Literal["graph", "single"]
+    summary: str
+    alpha: float
+    validation: PairedComparison | None = None
+    test: PairedComparison | None = None
+
+
 class Provenance(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How the artifact was made."""
 
@@ -139,5 +168,6 @@ class GraphArtifact(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     accuracy: tuple[Accuracy, ...] = ()
     latency: Latency | None = None
     flops: float | None = None
+    baseline: BaselineComparison | None = None
     provenance: Provenance = Provenance()
     description: str = ""

@@ -69,6 +69,7 @@ class EvaluationScorer:
             latency_p95_s=None if latency is None else latency.p95_s,
             flops=report.mean_flops,
             tokens=round(report.mean_tokens * report.n),
+            outcomes=tuple(result.correct for result in report.results),
         )
 
     async def close(self) -> None:

@@ -32,6 +32,8 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latency_p95_s: float | None
     flops: float
     tokens: int = 0
+    # Per question, in the order scored: what paired comparisons read.
+    outcomes: tuple[bool, ...] = ()
 
 
 class GraphScorer(Protocol):

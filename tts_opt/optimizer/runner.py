@@ -15,10 +15,19 @@ from pathlib import Path
 import msgspec
 
 from tts_opt import __version__
-from tts_opt.graph import Accuracy, GraphArtifact, Latency, Provenance, graph_flops, validate
+from tts_opt.graph import (
+    Accuracy,
+    BaselineComparison,
+    GraphArtifact,
+    Latency,
+    Provenance,
+    graph_flops,
+    validate,
+)
 from tts_opt.optimizer.agents.base import Agent
 from tts_opt.optimizer.agents.rule_based import RuleBasedAgent
 from tts_opt.optimizer.archive import Archive, EvaluationRecord, RunHeader
+from tts_opt.optimizer.baseline import verdict_summary
 from tts_opt.optimizer.budget import RepairRule
 from tts_opt.optimizer.context import Limits, ProgressFn, SearchContext, SearchStopped
 from tts_opt.optimizer.methods import build_method
@@ -29,8 +38,9 @@ from tts_opt.tasks.task import Task
 
 
 class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Everything that defines a search. `limits`, `reeval_*` and `test_questions` may change on
-    resume (e.g. to extend a search); the rest is fingerprinted."""
+    """Everything that defines a search. `limits`, `reeval_*`, `test_questions` and
+    `baseline_alpha` may change on resume (e.g. to extend a search); the rest is
+    fingerprinted."""
 
     method: str = "agent-reinforce"
     objective: Objective = Objective()
@@ -42,11 +52,18 @@ class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reeval_top_k: int = 3
     test_questions: int = 100
     repair: RepairRule = "value"
+    # Level of the paired test a graph must pass against the best single model to ship.
+    baseline_alpha: float = 0.05
     agent: str = "rule-based"  # set by `optimize` from the method's agent
 
     def fingerprint(self, space: SearchSpace, task: Task) -> str:
         fixed = msgspec.structs.replace(
-            self, limits=Limits(), reeval_questions=0, reeval_top_k=0, test_questions=0
+            self,
+            limits=Limits(),
+            reeval_questions=0,
+            reeval_top_k=0,
+            test_questions=0,
+            baseline_alpha=0.0,
         )
         data = msgspec.json.encode([fixed, space, task.name, task.data_sha256])
         return hashlib.sha256(data).hexdigest()
@@ -67,6 +84,22 @@ def _accuracy(split: str, record: EvaluationRecord) -> Accuracy:
     return Accuracy(split=split, value=m.accuracy, n=m.n, ci_low=m.ci_low, ci_high=m.ci_high)
 
 
+def _baseline_comparison(selection: Selection, alpha: float) -> BaselineComparison | None:
+    if selection.baseline is None:
+        return None
+    if selection.validation is None:
+        summary = "only single-model calls reached the final: the best of them ships"
+        return BaselineComparison(verdict="single", summary=summary, alpha=alpha)
+    shipped = selection.graph_shipped
+    return BaselineComparison(
+        verdict="graph" if shipped else "single",
+        summary=verdict_summary(shipped, selection.validation, alpha),
+        alpha=alpha,
+        validation=selection.validation,
+        test=selection.test_comparison,
+    )
+
+
 def final_artifact(
     space: SearchSpace,
     task: Task,
@@ -85,6 +118,7 @@ def final_artifact(
         if p50 is not None and p95 is not None
         else None,  # unknown, rather than the time of a cache replay
         flops=graph_flops(draft),
+        baseline=_baseline_comparison(selection, settings.baseline_alpha),
         provenance=Provenance(
             method=settings.method,
             seed=settings.seed,
@@ -146,7 +180,7 @@ async def optimize(
     )
     with contextlib.suppress(SearchStopped):
         await method.run(ctx)
-    selection = await select(ctx, settings.reeval_top_k)
+    selection = await select(ctx, settings.reeval_top_k, settings.baseline_alpha)
     artifact = final_artifact(space, task, settings, selection, len(ctx.records), description)
     return SearchResult(
         artifact=artifact,

@@ -1,15 +1,26 @@
-"""Pick the graph to ship: the best by validation, confirmed on more questions, then tested.
+"""Pick the graph to ship: the best by validation, confirmed on more questions, checked against
+the single model, then tested.
 
 The search's best score is biased upward (the maximum of noisy estimates), so the top `top_k`
-distinct graphs by search utility are re-evaluated on a larger validation set and the best of
-those wins; only the winner is run on the test split, once, for the reported accuracy and CI.
+distinct graphs by search utility are re-evaluated on a larger validation set, next to every
+single-model call that fits the budget (`tts_opt.optimizer.baseline`), on the same questions.
+The best finalist ships only if it beats the best single model there by a paired test; else the
+single model ships. Only then is the test split used, to report the shipped graph and the single
+model on the same test questions.
 """
 
 from __future__ import annotations
 
 import msgspec
 
+from tts_opt.graph import PairedComparison
 from tts_opt.optimizer.archive import EvaluationRecord
+from tts_opt.optimizer.baseline import (
+    graph_wins,
+    is_single_model,
+    paired,
+    single_model_candidates,
+)
 from tts_opt.optimizer.context import BEST_STAGES, SearchContext
 
 
@@ -18,6 +29,18 @@ class Selection(msgspec.Struct, frozen=True):
     finalists: tuple[EvaluationRecord, ...]
     winner: EvaluationRecord
     test: EvaluationRecord
+    # The best single-model call on the re-evaluation questions, and how the best finalist
+    # compared with it there; None when no single model fits the budget.
+    baseline: EvaluationRecord | None = None
+    validation: PairedComparison | None = None
+    # The shipped graph against the single model on the test questions (None when the single
+    # model itself ships).
+    baseline_test: EvaluationRecord | None = None
+    test_comparison: PairedComparison | None = None
+
+    @property
+    def graph_shipped(self) -> bool:
+        return self.baseline is None or self.winner is not self.baseline
 
 
 def ranked(records: list[EvaluationRecord]) -> list[EvaluationRecord]:
@@ -32,11 +55,34 @@ def ranked(records: list[EvaluationRecord]) -> list[EvaluationRecord]:
     return out
 
 
-async def select(ctx: SearchContext, top_k: int) -> Selection:
+async def select(ctx: SearchContext, top_k: int, alpha: float) -> Selection:
     order = ranked(ctx.records)
     if not order:
         raise RuntimeError("the search evaluated no graph: raise --iterations")
     finalists = [await ctx.evaluate_final(r.candidate, "reeval") for r in order[:top_k]]
-    winner = max(finalists, key=lambda r: r.utility)  # first (best in search) on ties
+    singles = [await ctx.evaluate_final(c, "reeval") for c in single_model_candidates(ctx.space)]
+    singles += [f for f in finalists if is_single_model(f.candidate)]
+    graphs = [f for f in finalists if not is_single_model(f.candidate)]
+    if not singles or not graphs:  # nothing to compare: the best of what was scored ships
+        winner = max(finalists + singles, key=lambda r: r.utility)  # finalists first on ties
+        test = await ctx.evaluate_final(winner.candidate, "test")
+        baseline = winner if singles else None
+        return Selection(order[0], tuple(finalists), winner, test, baseline)
+    baseline = max(singles, key=lambda r: r.utility)
+    best = max(graphs, key=lambda r: r.utility)  # first (best in search) on ties
+    validation = paired(best, baseline, "val")
+    winner = best if graph_wins(best, baseline, validation, ctx.objective, alpha) else baseline
     test = await ctx.evaluate_final(winner.candidate, "test")
-    return Selection(order[0], tuple(finalists), winner, test)
+    if winner is baseline:
+        return Selection(order[0], tuple(finalists), winner, test, baseline, validation)
+    baseline_test = await ctx.evaluate_final(baseline.candidate, "test")
+    return Selection(
+        order[0],
+        tuple(finalists),
+        winner,
+        test,
+        baseline,
+        validation,
+        baseline_test,
+        paired(test, baseline_test, "test"),
+    )

@@ -4,8 +4,11 @@ Its true accuracy is a known function of the graph that mirrors the paper's insi
 search on it has a right answer to find: model quality grows with log(parameters); parallel
 width helps up to `best_width` then hurts; depth helps up to `best_depth` then hurts; a fuser sink
 over several answers adds a little. The measured accuracy is that truth plus binomial noise from
-an RNG seeded by (seed, graph, questions): the same graph on the same questions always scores the
-same, whatever was evaluated before, which makes searches reproducible and resumable.
+per-question draws: the same graph on the same question always gets the same verdict, whatever
+was evaluated before, which makes searches reproducible and resumable. Like real graphs, two
+graphs' verdicts are correlated through the question (a hard question is hard for both): on most
+questions the verdict is "the question's difficulty is below the graph's accuracy", on the rest an
+independent draw of the graph; either way a verdict is right with the graph's true accuracy.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from tts_opt.graph import (
 from tts_opt.optimizer.objective import Measurement, wilson_interval
 from tts_opt.optimizer.space import Candidate
 from tts_opt.tasks.schema import Question
+
+SHARED_DIFFICULTY = 0.7  # share of questions whose verdict follows the question's difficulty
 
 
 class SyntheticScorer:
@@ -74,12 +79,10 @@ class SyntheticScorer:
 
     async def score(self, artifact: GraphArtifact, questions: Sequence[Question]) -> Measurement:
         self.calls += 1
-        graph = Candidate(nodes=artifact.nodes, edges=artifact.edges, sink=artifact.sink)
-        key = f"{self.seed}|{graph.key()}|{','.join(q.id for q in questions)}"
-        digest = hashlib.sha256(key.encode()).digest()
-        rng = np.random.default_rng(int.from_bytes(digest[:8], "big"))
-        n = len(questions)
-        correct = int(rng.binomial(n, self.true_accuracy(artifact))) if n else 0
+        graph = Candidate(nodes=artifact.nodes, edges=artifact.edges, sink=artifact.sink).key()
+        truth = self.true_accuracy(artifact)
+        outcomes = tuple(self._verdict(graph, q.id, truth) for q in questions)
+        n, correct = len(outcomes), sum(outcomes)
         low, high = wilson_interval(correct, n)
         lat = self.latency(artifact)
         lengths = artifact.task_lengths
@@ -97,7 +100,21 @@ class SyntheticScorer:
             latency_p95_s=1.3 * lat,
             flops=graph_flops(artifact),
             tokens=int(tokens * n),
+            outcomes=outcomes,
         )
+
+    def _verdict(self, graph: str, question: str, truth: float) -> bool:
+        shared, difficulty = (
+            self._uniform(question, "shared"),
+            self._uniform(question, "difficulty"),
+        )
+        if shared < SHARED_DIFFICULTY:
+            return difficulty < truth
+        return self._uniform(f"{graph}|{question}", "own") < truth
+
+    def _uniform(self, key: str, purpose: str) -> float:
+        digest = hashlib.sha256(f"{self.seed}|{purpose}|{key}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64
 
     async def close(self) -> None:
         return None

@@ -1,7 +1,8 @@
 """GET /v1/models: the profiles (with what their artifact promises) and the pool models.
 
-A profile's card carries the artifact's measured accuracy, its FLOPs, measured latency and a
-summary of the graph; a bare task name is listed too, as an alias of its default profile.
+A profile's card carries the artifact's measured accuracy, its FLOPs, measured latency, a
+summary of the graph and its comparison with the single model of its budget; a bare task name
+is listed too, as an alias of its default profile.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def profile_info(profile: Profile, alias_of: str | None = None) -> ProfileInfo:
             node_models=dict(Counter(node.model for node in a.nodes)),
             text=to_text(a),
         ),
+        baseline=a.baseline,
         alias_of=alias_of,
     )
 

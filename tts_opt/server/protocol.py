@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import UNSET, Meta, UnsetType
 
-from tts_opt.graph.schema import Accuracy, Budget, Latency
+from tts_opt.graph.schema import Accuracy, BaselineComparison, Budget, Latency
 from tts_opt.runtime.trace import RunTrace
 
 
@@ -149,7 +149,8 @@ class GraphSummary(msgspec.Struct, frozen=True):
 
 
 class ProfileInfo(msgspec.Struct, frozen=True, tag="profile", tag_field="kind"):
-    """What the artifact promises: measured accuracy, cost and latency, and the graph's shape.
+    """What the artifact promises: measured accuracy, cost and latency, the graph's shape, and
+    how it compared with the single model of its budget (`baseline`).
     `alias_of` is set on a bare task name that stands for its default budget."""
 
     task: str
@@ -158,6 +159,7 @@ class ProfileInfo(msgspec.Struct, frozen=True, tag="profile", tag_field="kind"):
     accuracy: tuple[Accuracy, ...]
     latency: Latency | None
     graph: GraphSummary
+    baseline: BaselineComparison | None = None
     alias_of: str | None = None
 
 
