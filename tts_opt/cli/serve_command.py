@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 from pathlib import Path
@@ -69,7 +70,7 @@ def serve(
             host=settings.host,
             port=settings.port,
             log_level=settings.log_level,
-            timeout_graceful_shutdown=settings.drain_timeout_s,
+            timeout_graceful_shutdown=math.ceil(settings.drain_timeout_s),  # whole seconds
         )
     )
     server.run(sockets=[listening])

@@ -80,7 +80,9 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     def of(cls, params: dict[str, Any]) -> SearchRequest:
         """The request from a front end's parameters (extra ones ignored, lists as tuples)."""
         fields = {f.name for f in msgspec.structs.fields(cls)}
-        chosen = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+        chosen: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in params.items()
+        }
         return cls(**{k: v for k, v in chosen.items() if k in fields and v is not None})
 
 

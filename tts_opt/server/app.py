@@ -8,8 +8,9 @@ up; `shutdown` runs after the ASGI server has drained the requests in flight.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
@@ -24,7 +25,7 @@ from tts_opt.server.models import model_routes
 from tts_opt.server.ops import ops_routes
 from tts_opt.server.profiles import ProfileRegistry
 
-Hook = Callable[[], Awaitable[None]]
+Hook = Callable[[], Coroutine[Any, Any, None]]  # startup runs as a task: a coroutine
 
 
 def create_app(

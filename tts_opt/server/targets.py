@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
+from typing import Any
 
 import msgspec
 
@@ -60,7 +61,7 @@ class GraphTarget:
         stream = self.profile.runner.stream(
             self.messages, request_id=request_id, decoding=self.decoding
         )
-        async with aclosing(stream):  # type: ignore[type-var]  # an async generator
+        async with aclosing(stream):
             async for event in stream:
                 if isinstance(event, SinkDelta):
                     yield TextDelta(0, event.text)
@@ -84,7 +85,7 @@ class ModelTarget:
     async def events(self, request_id: str) -> AsyncGenerator[CompletionEvent]:
         tally = SampleTally(self.n)
         deltas = self.engine.generate(request_id, self.messages, self.params)
-        async with aclosing(deltas):  # type: ignore[type-var]  # an async generator
+        async with aclosing(deltas):
             async for delta in deltas:
                 if delta.text:
                     yield TextDelta(delta.index, delta.text)
@@ -108,7 +109,7 @@ def resolve(registry: ProfileRegistry, request: ChatCompletionRequest, limits: L
     if max_tokens is not None and max_tokens > limit:
         raise invalid(f"max_tokens is {max_tokens}, over the limit of {limit}", "max_tokens")
     messages = conversation(request.messages)
-    sampling = {
+    sampling: dict[str, Any] = {  # the request's decoding overrides, each checked by its schema
         key: value
         for key, value in (
             ("max_tokens", max_tokens),
