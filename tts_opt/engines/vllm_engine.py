@@ -2,20 +2,26 @@
 
 vLLM runs the model in an engine-core process it spawns; that process reads its CPU settings
 (OpenMP thread binding) from environment variables inherited at spawn time. So each engine sets
-them only while its engine core is spawned, under a lock, and engines with different bindings
-can share one server process. The KV-cache size goes through the `kv_cache_memory_bytes` engine
-argument rather than the legacy `VLLM_CPU_KVCACHE_SPACE` variable, for the same reason.
+them only while it loads, and engines load one at a time in a process, so engines with different
+bindings can share one server process. The KV-cache size goes through the `kv_cache_memory_bytes`
+engine argument rather than the legacy `VLLM_CPU_KVCACHE_SPACE` variable, for the same reason.
+
+Loading one at a time also tells which processes an engine's load started, those to kill when
+the load is cancelled (see `_Load`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import multiprocessing
 import os
 import shutil
 import threading
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import aclosing, contextmanager
+from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -57,17 +63,17 @@ class VllmEngine:
         async with self._start_lock:
             if self._llm is not None:
                 return
-            # Built in a thread: loading takes tens of seconds and the event loop keeps serving.
-            self._llm = await asyncio.to_thread(self._build)
+            self._llm = await _Load(self._build).run()
             if self._metrics is not None:
                 ENGINE_METRICS.attach(self._metrics)
             tokenizer = self._llm.get_tokenizer()
             self._chat = bool(getattr(tokenizer, "chat_template", None))
             self._bos_id = None if self._chat else tokenizer.bos_token_id
 
-    def _build(self) -> AsyncLLM:
+    def _build(self, checkpoint: Callable[[], None]) -> AsyncLLM:
         from vllm.engine.arg_utils import AsyncEngineArgs
         from vllm.platforms import current_platform
+        from vllm.tokenizers import cached_tokenizer_from_config
         from vllm.v1.engine.async_llm import AsyncLLM
 
         os.environ.setdefault("VLLM_HOST_IP", "127.0.0.1")
@@ -88,8 +94,18 @@ class VllmEngine:
         # A registry per start: a restarted engine creates its collectors anew.
         self._metrics = CollectorRegistry() if cfg.metrics else None
         loggers = [] if self._metrics is None else [stat_logger(self._metrics)]
-        with _SPAWN_ENV.lease(_cpu_env(cfg.cpu_threads_bind) if on_cpu else {}):
-            return AsyncLLM.from_engine_args(args, stat_loggers=loggers)
+        with _environment(_cpu_env(cfg.cpu_threads_bind) if on_cpu else {}):
+            # Until AsyncLLM spawns the engine core, a cancelled load can only stop between
+            # steps, each seconds long (imports, config, tokenizer); the tokenizer goes into
+            # vLLM's cache, where AsyncLLM finds it, so that its load is a step of its own.
+            checkpoint()
+            vllm_config = args.create_engine_config()
+            checkpoint()
+            cached_tokenizer_from_config(vllm_config.model_config)
+            checkpoint()
+            return AsyncLLM.from_vllm_config(
+                vllm_config, stat_loggers=loggers, disable_log_stats=args.disable_log_stats
+            )
 
     async def close(self) -> None:
         llm, self._llm = self._llm, None
@@ -101,10 +117,7 @@ class VllmEngine:
         if self._in_flight:
             # Aborting first hands every waiting consumer its final (aborted) output.
             await llm.abort(list(self._in_flight))
-        llm.shutdown()
-        # AsyncLLM.__del__ shuts down again; when the object lingers until interpreter exit,
-        # that second call meets half-torn-down modules and prints a TypeError.
-        llm.shutdown = lambda timeout=None: None  # type: ignore[method-assign]
+        _shut_down(llm)
 
     async def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
@@ -168,6 +181,97 @@ class VllmEngine:
         return ids
 
 
+def _shut_down(llm: AsyncLLM) -> None:
+    llm.shutdown()
+    # AsyncLLM.__del__ shuts down again; when the object lingers until interpreter exit,
+    # that second call meets half-torn-down modules and prints a TypeError.
+    llm.shutdown = lambda timeout=None: None  # type: ignore[method-assign]
+
+
+_LOADING = threading.Lock()
+"""Held by the engine that loads. In parallel, loads only fight for the same cores; one at a time,
+the multiprocessing children that appear during a load are that engine's."""
+
+
+class _Abandoned(Exception):
+    """Raised in a load's thread at a checkpoint once the load is cancelled."""
+
+
+class _Load:
+    """One engine build in a worker thread (the event loop keeps serving while it loads), which a
+    cancellation abandons.
+
+    The thread cannot be cancelled, and vLLM blocks it until its engine core (a child process)
+    has loaded the model, tens of seconds. So an abandoned load kills the process trees it
+    started: vLLM sees its engine core die, the wait fails at once and the thread ends (before
+    the engine core is spawned, the build stops at its checkpoint instead). That failure is the
+    expected outcome and stays silent; the cancelled `run` returns once the thread has ended, so
+    nothing of the load outlives it, and the interpreter has no thread left to wait for at exit.
+    """
+
+    def __init__(self, build: Callable[[Callable[[], None]], AsyncLLM]) -> None:
+        self._build = build
+        self._abandoned = threading.Event()
+        self._guard = threading.Lock()
+        self._before: set[BaseProcess] | None = None  # the children before it, while it loads
+
+    async def run(self) -> AsyncLLM:
+        # A future, not a task: the loop's closing cancels tasks, and this one must be awaited.
+        thread = asyncio.get_running_loop().run_in_executor(None, self._load)
+        try:
+            llm = await asyncio.shield(thread)
+        except asyncio.CancelledError:
+            self._abandoned.set()
+            while not thread.done():
+                self._kill_children()
+                await asyncio.wait((thread,), timeout=0.1)
+            if thread.exception() is None and (llm := thread.result()) is not None:
+                _shut_down(llm)  # it was up just before the cancellation
+            raise
+        assert llm is not None  # only an abandoned load returns None
+        return llm
+
+    def _load(self) -> AsyncLLM | None:
+        while not _LOADING.acquire(timeout=0.1):
+            if self._abandoned.is_set():
+                return None
+        try:
+            with self._guard:
+                self._before = set(multiprocessing.active_children())
+            return self._build(self._checkpoint)
+        except Exception:
+            if self._abandoned.is_set():
+                return None  # the engine core it waited for was killed, or a checkpoint
+            raise
+        finally:
+            with self._guard:
+                self._before = None
+            _LOADING.release()
+
+    def _checkpoint(self) -> None:
+        if self._abandoned.is_set():
+            raise _Abandoned
+
+    def _kill_children(self) -> None:
+        with self._guard:  # while it holds _LOADING: every new child is its own
+            if self._before is not None:
+                for child in set(multiprocessing.active_children()) - self._before:
+                    _kill_tree(child)
+
+
+def _kill_tree(root: BaseProcess) -> None:
+    """SIGKILL `root` and every process below it: vLLM's engine core acts on SIGTERM only once
+    the model is loaded, and killed alone it would leave its worker loading the model."""
+    import psutil  # a dependency of vLLM
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        top = psutil.Process(root.pid)
+        tree = [top, *top.children(recursive=True)]  # listed before the kill orphans them
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+
+
 def _sampling(params: SamplingParams):
     from vllm.sampling_params import RequestOutputKind
     from vllm.sampling_params import SamplingParams as VllmSamplingParams
@@ -214,37 +318,16 @@ def _cpu_env(bind: str | None) -> dict[str, str]:
     return {"VLLM_CPU_OMP_THREADS_BIND": bind, "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 
 
-class _SpawnEnvironment:
-    """Lends `os.environ` to engine starts. The environment is process-wide, so starts that
-    want the same variables run together, and one that wants other values waits for them."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._values: Mapping[str, str] = {}
-        self._saved: dict[str, str | None] = {}
-        self._users = 0
-
-    @contextmanager
-    def lease(self, values: Mapping[str, str]) -> Iterator[None]:
-        with self._cond:
-            self._cond.wait_for(lambda: self._users == 0 or self._values == values)
-            if self._users == 0:
-                self._saved = {key: os.environ.get(key) for key in values}
-                os.environ.update(values)
-                self._values = values
-            self._users += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._users -= 1
-                if self._users == 0:
-                    for key, value in self._saved.items():
-                        if value is None:
-                            os.environ.pop(key, None)
-                        else:
-                            os.environ[key] = value
-                    self._cond.notify_all()
-
-
-_SPAWN_ENV = _SpawnEnvironment()
+@contextmanager
+def _environment(values: Mapping[str, str]) -> Iterator[None]:
+    """`values` set in `os.environ` for the block; under `_LOADING`, no other load sees them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
