@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 
@@ -25,6 +26,24 @@ async def test_base_model_prompt_starts_with_bos(gemma_engine) -> None:
     ids = gemma_engine.prompt_token_ids(user("Hello"))
     assert ids[0] == 2 and ids.count(2) == 1
     assert await gemma_engine.count_tokens(user("Hello")) == len(ids)
+
+
+async def test_a_request_is_tokenized_once_off_the_event_loop(
+    gemma_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    threads: list[str] = []
+    tokenize = gemma_engine.prompt_token_ids
+
+    def recorded(messages):
+        threads.append(threading.current_thread().name)
+        return tokenize(messages)
+
+    monkeypatch.setattr(gemma_engine, "prompt_token_ids", recorded)
+    messages = user("A prompt tokenized for its length check, then generated.")
+    count = await gemma_engine.count_tokens(messages)  # what the server's length check does
+    result = await collect(gemma_engine, "tokenized-once", messages, GREEDY)
+    assert result.prompt_tokens == count
+    assert len(threads) == 1 and threads[0] != threading.main_thread().name
 
 
 async def test_gemma_completes_few_shot_prompt(gemma_engine) -> None:

