@@ -6,7 +6,6 @@ import asyncio
 import os
 import pwd
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -47,10 +46,9 @@ async def test_exiting_early_is_not_a_pass(exit_call: str) -> None:
 
 
 async def test_infinite_loop_is_stopped_by_the_cpu_limit() -> None:
-    started = time.monotonic()
-    result = await run_python("while True:\n    pass", FAST)
-    assert result.outcome == "timeout" and "CPU" in result.reason, result
-    assert time.monotonic() - started < FAST.wall_s
+    result = await run_python("while True:\n    pass", SandboxLimits(wall_s=600, cpu_s=2))
+    # The CPU limit, not the wall clock, stopped it (however slow or busy the machine is).
+    assert result.outcome == "timeout" and "CPU-time limit" in result.reason, result
     await _healthy()
 
 
