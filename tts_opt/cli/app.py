@@ -14,6 +14,7 @@ from tts_opt.cli.errors import CommandLineGroup
 from tts_opt.cli.eval_command import eval_command
 from tts_opt.cli.graph_commands import budget, graph_app
 from tts_opt.cli.optimize_command import compare_command, optimize_command
+from tts_opt.cli.output import library_output
 from tts_opt.cli.tasks_commands import tasks_app
 
 app = typer.Typer(
@@ -106,6 +107,20 @@ app.command("eval")(eval_command)
 app.command("optimize")(optimize_command)
 app.command("compare")(compare_command)
 app.command("budget")(budget)
+
+
+@app.callback()
+def options(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            help="Engine and library output (vLLM, torch) on stderr, not in a log file.",
+        ),
+    ] = False,
+) -> None:
+    ctx.with_resource(library_output(ctx.invoked_subcommand or "tts-opt", verbose=verbose))
 
 
 def main() -> None:
