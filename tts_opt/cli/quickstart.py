@@ -95,6 +95,30 @@ async def _main(prompt: str, out: Path) -> None:
     finally:
         with console.status("closing the engines"):
             await pool.close()
+    _summary(artifact_path)
+
+
+CLIENT_EXAMPLE = """\
+from openai import OpenAI
+
+client = OpenAI(base_url="{url}", api_key="unused")  # no keys configured
+reply = client.chat.completions.create(
+    model="{model}", messages=[{{"role": "user", "content": "What is 12 * 7 - 5?"}}]
+)
+print(reply.choices[0].message.content)"""
+
+
+def _summary(artifact: Path) -> None:
+    """What the run produced and how to use it beyond the quickstart: serve it, ask it."""
+    server = ServerConfig()  # what `tts-opt serve` listens on without a config
+    url = f"http://{server.host}:{server.port}/v1"
+    console.rule("done")
+    # `out`: no markup, no wrapping; the command and the code are copied as printed.
+    console.out(f"graph artifact: {artifact}", highlight=False)
+    console.print("serve it (engines start in the background; GET /ready is 200 once they are up):")
+    console.out(f"tts-opt serve --graphs {artifact.parent}", highlight=False)
+    console.print(f"ask profile {TASK!r} ({artifact.stem}) with the openai client:")
+    console.out(CLIENT_EXAMPLE.format(url=url, model=TASK), highlight=False)
 
 
 async def _optimize(engines: Mapping[str, Engine], out: Path) -> Path:
