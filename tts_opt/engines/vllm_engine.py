@@ -210,7 +210,7 @@ def _shut_down(llm: AsyncLLM) -> None:
     llm.shutdown()
     # AsyncLLM.__del__ shuts down again; when the object lingers until interpreter exit,
     # that second call meets half-torn-down modules and prints a TypeError.
-    llm.shutdown = lambda timeout=None: None  # type: ignore[method-assign]
+    llm.shutdown = lambda timeout=None: None  # type: ignore[method-assign]  # on purpose
 
 
 _LOADING = threading.Lock()

@@ -59,6 +59,7 @@ def create_app(
             *model_routes(ctx, guards),
             *ops_routes(ctx, guards),
         ],
+        # Litestar's handler map is typed per exception class; ours handles subclasses too.
         exception_handlers=exception_handlers(count_error),  # type: ignore[arg-type]
         request_max_body_size=config.limits.max_body_bytes,
         lifespan=[lifespan],

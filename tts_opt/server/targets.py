@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from tts_opt.engines.base import ChatMessage, Engine, SampleTally, SamplingParams
+from tts_opt.engines.base import ChatMessage, Engine, MessageRole, SampleTally, SamplingParams
 from tts_opt.graph.schema import Decoding
 from tts_opt.runtime.executor import RunFinished, SinkDelta
 from tts_opt.runtime.prompts import split_conversation
@@ -155,7 +155,12 @@ async def check_prompt_tokens(target: Target, limit: int) -> None:
             )
 
 
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES: dict[str, MessageRole] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+}
 
 
 def conversation(messages: Sequence[RequestMessage]) -> list[ChatMessage]:
@@ -181,7 +186,7 @@ def conversation(messages: Sequence[RequestMessage]) -> list[ChatMessage]:
                     )
                 texts.append(part.text)
             content = "\n".join(texts)
-        result.append(ChatMessage(role, content))  # type: ignore[arg-type]
+        result.append(ChatMessage(role, content))
     return result
 
 
