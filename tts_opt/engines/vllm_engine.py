@@ -101,7 +101,7 @@ class VllmEngine:
         # A registry per start: a restarted engine creates its collectors anew.
         self._metrics = CollectorRegistry() if cfg.metrics else None
         loggers = [] if self._metrics is None else [stat_logger(self._metrics)]
-        with _environment(_cpu_env(cfg.cpu_threads_bind) if on_cpu else {}):
+        with _environment({**(_cpu_env(cfg.cpu_threads_bind) if on_cpu else {}), **_QUIET_TRACKER}):
             # Until AsyncLLM spawns the engine core, a cancelled load can only stop between
             # steps, each seconds long (imports, config, tokenizer); the tokenizer goes into
             # vLLM's cache, where AsyncLLM finds it, so that its load is a step of its own.
@@ -333,6 +333,12 @@ def _can_compile() -> bool:
         return True
     logger.warning("no C++ compiler (%s): vLLM runs eagerly, decoding slower", compiler)
     return False
+
+
+# The processes spawned during a load inherit this (multiprocessing's resource tracker among them):
+# a load abandoned by killing its engine core leaves the semaphore and shared memory it was
+# handed to the tracker, which removes them at exit; its warning about that is expected noise.
+_QUIET_TRACKER = {"PYTHONWARNINGS": "ignore::UserWarning:multiprocessing.resource_tracker"}
 
 
 def _cpu_env(bind: str | None) -> dict[str, str]:
