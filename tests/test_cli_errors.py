@@ -46,6 +46,11 @@ def test_missing_artifact(tmp_path: Path) -> None:
     assert_one_error_line(done, "missing.json", "No such file or directory")
 
 
+def test_unsupported_image_format(tmp_path: Path) -> None:
+    done = tts_opt("graph", "show", str(DEMO), "--image", "g.bmp", cwd=tmp_path)
+    assert_one_error_line(done, "image format 'bmp' not supported")
+
+
 def test_corrupt_artifact_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text('{"schema_version": 1, "task": ')
     done = tts_opt("run", "--graph", "bad.json", "--prompt", "hi", cwd=tmp_path)

@@ -13,11 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from tts_opt.cli.errors import CommandLineGroup, fail
 from tts_opt.engines.specs import model_spec
 from tts_opt.graph import (
     PAPER_TASK_LENGTHS,
-    GraphArtifact,
-    GraphError,
     GraphvizMissingError,
     cost_in_budget_unit,
     load_artifact,
@@ -29,7 +28,10 @@ from tts_opt.graph import (
     to_text,
 )
 
-graph_app = typer.Typer(help="Inspect and check graph artifacts.", no_args_is_help=True)
+# Its own root group too, so that it ends an error the same way when used on its own.
+graph_app = typer.Typer(
+    cls=CommandLineGroup, help="Inspect and check graph artifacts.", no_args_is_help=True
+)
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -43,15 +45,6 @@ class Format(StrEnum):
 _RENDERERS = {Format.text: to_text, Format.mermaid: to_mermaid, Format.dot: to_dot}
 
 
-def _load_or_exit(file: Path) -> GraphArtifact:
-    """Load an artifact, or print why not to stderr and exit with status 1."""
-    try:
-        return load_artifact(file)
-    except (GraphError, OSError) as exc:
-        _err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1) from exc
-
-
 @graph_app.command()
 def show(
     file: Annotated[Path, typer.Argument(help="Graph artifact (JSON).")],
@@ -61,16 +54,13 @@ def show(
     ] = None,
 ) -> None:
     """Print an artifact as a text summary, Mermaid or Graphviz DOT."""
-    artifact = _load_or_exit(file)
+    artifact = load_artifact(file)  # a bad file: the app's one-line error, exit 1
     typer.echo(_RENDERERS[fmt](artifact), nl=False)
     if image is not None:
         try:
             render_image(artifact, image)
         except GraphvizMissingError as exc:
             _err.print(f"note: no image written: {exc}", markup=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            _err.print(f"error: {exc}", markup=False)
-            raise typer.Exit(1) from exc
         else:
             _err.print(f"wrote {image}", markup=False)
 
@@ -80,7 +70,7 @@ def validate_command(
     file: Annotated[Path, typer.Argument(help="Graph artifact (JSON).")],
 ) -> None:
     """Check an artifact completely; exit status 1 with the problem on stderr if it is bad."""
-    artifact = _load_or_exit(file)
+    artifact = load_artifact(file)
     unit = "$" if artifact.budget.unit == "usd" else "units"
     _out.print(
         f"ok: {file}: task {artifact.task}, {len(artifact.nodes)} nodes, cost "
@@ -104,17 +94,9 @@ def budget(
     """Print the budget the paper's reference graph defines: b small nodes, fully connected
     forward, all feeding the sink; in budget units and in FLOPs."""
     if task not in PAPER_TASK_LENGTHS:
-        _err.print(
-            f"error: no paper lengths for task {task!r}; known: {', '.join(PAPER_TASK_LENGTHS)}",
-            markup=False,
-        )
-        raise typer.Exit(1)
+        raise fail(f"no paper lengths for task {task!r}; known: {', '.join(PAPER_TASK_LENGTHS)}")
     lengths = PAPER_TASK_LENGTHS[task]
-    try:
-        small_spec, sink_spec = model_spec(small), model_spec(sink)
-    except (ValueError, OSError) as exc:  # GraphError, or an unreadable config.json
-        _err.print(f"error: {exc}", markup=False)
-        raise typer.Exit(1) from exc
+    small_spec, sink_spec = model_spec(small), model_spec(sink)
     units = reference_graph_budget(small_spec, sink_spec, lengths, reference_nodes)
     unit_flops = node_flops(small_spec, lengths.prompt_tokens, lengths.output_tokens, 0)
     table = Table(

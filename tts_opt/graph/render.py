@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from tts_opt.graph.cost import cost_in_budget_unit, graph_flops
-from tts_opt.graph.errors import GraphvizMissingError
+from tts_opt.graph.errors import GraphError, GraphvizMissingError
 from tts_opt.graph.schema import GraphArtifact, Node
 from tts_opt.graph.topology import predecessors, topological_levels
 
@@ -111,7 +111,7 @@ def render_image(a: GraphArtifact, path: str | os.PathLike[str]) -> Path:
     target = Path(path)
     fmt = target.suffix.lstrip(".").lower()
     if fmt not in IMAGE_FORMATS:
-        raise ValueError(
+        raise GraphError(
             f"image format {fmt!r} not supported; use one of {', '.join(IMAGE_FORMATS)}"
         )
     dot = shutil.which("dot")
@@ -127,5 +127,5 @@ def render_image(a: GraphArtifact, path: str | os.PathLike[str]) -> Path:
         check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"dot failed ({result.returncode}): {result.stderr.decode().strip()}")
+        raise GraphError(f"dot failed ({result.returncode}): {result.stderr.decode().strip()}")
     return target

@@ -1,11 +1,12 @@
 """The optimizer: Agent-REINFORCE and the paper's baselines over collaboration graphs."""
 
+from tts_opt.evaluation.stats import wilson_interval
 from tts_opt.optimizer.archive import Archive, ArchiveMismatch, EvaluationRecord
 from tts_opt.optimizer.budget import REPAIR_RULES, BudgetError, maximal_multisets, repair
 from tts_opt.optimizer.context import Limits, ProgressEvent, SearchContext, SearchStopped
 from tts_opt.optimizer.distribution import GraphDistribution, ProbabilityTable
 from tts_opt.optimizer.methods import METHODS, build_method
-from tts_opt.optimizer.objective import GraphScorer, Measurement, Objective, wilson_interval
+from tts_opt.optimizer.objective import GraphScorer, Measurement, Objective
 from tts_opt.optimizer.runner import OptimizeSettings, SearchResult, optimize
 from tts_opt.optimizer.sampling import sample_graph
 from tts_opt.optimizer.space import Candidate, SearchSpace, legalize

