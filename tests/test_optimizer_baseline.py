@@ -24,6 +24,7 @@ def search(path: Path, scorer: SyntheticScorer, seed: int = 0):
     settings = msgspec.structs.replace(
         fast_settings("agent-reinforce", iterations=16, seed=seed),
         val_questions=100,  # enough that the search ranks the graphs it sees by their truth
+        race_first=0,  # every graph on all of them: what racing loses is tested on its own
         reeval_questions=300,
         test_questions=200,
     )

@@ -187,11 +187,14 @@ def test_a_killed_search_resumes_with_nothing_lost(method: str, kill_at: int, tm
     path = tmp_path / "killed.jsonl"
     with pytest.raises(Interrupted):
         search(path, method, scorer=KilledAt(kill_at), iterations=10)
+    archived = sum(json.loads(line)["type"] == "evaluation" for line in path.open())
     resumed_scorer = SyntheticScorer()
     resumed = search(path, method, scorer=resumed_scorer, iterations=10)
     assert trace(resumed) == trace(uninterrupted)
     assert resumed.artifact.nodes == uninterrupted.artifact.nodes
-    assert resumed_scorer.calls == whole.calls - (kill_at - 1)  # done work is not redone
+    # Done work is not redone: each archived evaluation took at least one scorer call (racing
+    # may take several), and only the calls of the evaluation in flight are made again.
+    assert whole.calls - (kill_at - 1) <= resumed_scorer.calls <= whole.calls - archived
 
 
 def test_resume_replays_llm_decisions_instead_of_asking_again(tmp_path) -> None:

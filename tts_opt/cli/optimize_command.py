@@ -64,7 +64,19 @@ LatencyLimitOpt = Annotated[float | None, typer.Option(help="p50 latency limit i
 IterationsOpt = Annotated[int, typer.Option(help="Graph evaluations of the search.", min=1)]
 PatienceOpt = Annotated[int, typer.Option(help="Stop after this many without improvement.")]
 TimeOpt = Annotated[float | None, typer.Option(help="Stop the search after this many seconds.")]
+NodeCallsOpt = Annotated[
+    int | None,
+    typer.Option(help="Stop the search after this many node calls (a node on a question).", min=1),
+]
 ValOpt = Annotated[int, typer.Option(help="Validation questions per search evaluation.")]
+RaceOpt = Annotated[
+    int,
+    typer.Option(
+        min=0,
+        help="Race evaluations: first score a graph on this many validation questions, more "
+        "only while it can beat the best so far (0: every graph on all of them).",
+    ),
+]
 PretestOpt = Annotated[int, typer.Option(help="Questions per Agent-REINFORCE pre-test.")]
 ReevalOpt = Annotated[int, typer.Option(help="Validation questions to re-evaluate finalists.")]
 TopKOpt = Annotated[int, typer.Option(help="Finalists re-evaluated.")]
@@ -136,7 +148,8 @@ class SearchProgress:
             self._progress.update(
                 bar,
                 completed=e.evaluations,
-                info=f"{e.stage} | last {e.last_accuracy:.1%} | best {best} | {e.tokens:,} tokens",
+                info=f"{e.stage} | last {e.last_accuracy:.1%} | best {best} | "
+                f"{e.node_calls:,} node calls | {e.tokens:,} tokens",
             )
 
         return on_progress
@@ -161,7 +174,9 @@ def optimize_command(
     iterations: IterationsOpt = D["iterations"],
     patience: PatienceOpt = D["patience"],
     time_limit: TimeOpt = D["time_limit"],
+    node_calls: NodeCallsOpt = D["node_calls"],
     val_questions: ValOpt = D["val_questions"],
+    race_first: RaceOpt = D["race_first"],
     pretest_questions: PretestOpt = D["pretest_questions"],
     reeval_questions: ReevalOpt = D["reeval_questions"],
     reeval_top_k: TopKOpt = D["reeval_top_k"],
@@ -220,7 +235,9 @@ def compare_command(
     iterations: IterationsOpt = D["iterations"],
     patience: PatienceOpt = D["patience"],
     time_limit: TimeOpt = D["time_limit"],
+    node_calls: NodeCallsOpt = D["node_calls"],
     val_questions: ValOpt = D["val_questions"],
+    race_first: RaceOpt = D["race_first"],
     pretest_questions: PretestOpt = D["pretest_questions"],
     reeval_questions: ReevalOpt = D["reeval_questions"],
     reeval_top_k: TopKOpt = D["reeval_top_k"],

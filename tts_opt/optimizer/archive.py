@@ -21,6 +21,7 @@ from tts_opt.optimizer.space import Candidate
 
 Stage = Literal["pretest", "init", "search", "reeval", "test"]
 SEARCH_STAGES: tuple[Stage, ...] = ("pretest", "init", "search")
+BEST_STAGES: tuple[Stage, ...] = ("init", "search")  # where the search's best is found
 AgentKind = Literal["multisets", "proposal"]
 
 
@@ -43,6 +44,15 @@ class EvaluationRecord(msgspec.Struct, frozen=True, tag="evaluation"):
     seed: int
     elapsed_s: float
     agent_call: int | None = None
+    node_calls: int = 0  # node calls it took (one node on one question, cached or not)
+    # Racing stopped it before all of its stage's questions: it trailed the incumbent there,
+    # and its utility (on fewer questions) does not compete for the best.
+    raced_out: bool = False
+
+    @property
+    def competes(self) -> bool:
+        """Whether it may be the search's best: a search-stage graph scored on every question."""
+        return self.stage in BEST_STAGES and not self.raced_out
 
 
 class AgentRecord(msgspec.Struct, frozen=True, tag="agent"):

@@ -1,14 +1,24 @@
 """The search context: the one door through which a method evaluates graphs and asks its agent.
 
-It enforces the stopping rules (evaluations, patience, time), keeps every method on the same
-evaluation budget and questions, and makes searches resumable: a method re-runs from the start,
+It enforces the stopping rules (evaluations, node calls, patience, time), keeps every method on
+the same budget and questions, and makes searches resumable: a method re-runs from the start,
 and every evaluation or agent decision already in the archive is replayed instead of recomputed
 (checked against what the method proposes now). Randomness comes from `rng(purpose)`, seeded by
 (seed, evaluations so far, purpose), so a replayed prefix leaves the method in the same state.
+
+Evaluations race (`race_first`): a graph is first scored on the first few of the shared search
+questions and gets more (doubling) only while it can still beat the incumbent, the best graph
+scored on all of them. Both are scored on the same questions with the same sample seeds, so the
+comparison is paired: the graph is dropped once its utility difference to the incumbent on those
+questions stays below zero by more than `RACE_Z` standard errors of the discordant verdicts.
+Most graphs of a search are worse than the incumbent, and most of them show it within a few
+questions: their remaining questions are the node calls racing saves. Only graphs scored on
+every question can become the incumbent (a lucky short run never does).
 """
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,8 +27,10 @@ from typing import Protocol, TypeVar
 import msgspec
 import numpy as np
 
+from tts_opt.graph import active_nodes
 from tts_opt.optimizer.agents.base import HistoryItem, MultisetChoice, Proposal
 from tts_opt.optimizer.archive import (
+    BEST_STAGES,
     SEARCH_STAGES,
     AgentKind,
     AgentRecord,
@@ -28,12 +40,12 @@ from tts_opt.optimizer.archive import (
     Stage,
 )
 from tts_opt.optimizer.budget import RepairRule
-from tts_opt.optimizer.objective import GraphScorer, Objective
+from tts_opt.optimizer.objective import GraphScorer, Measurement, Objective
 from tts_opt.optimizer.space import Candidate, SearchSpace
 from tts_opt.tasks.schema import Question
 
 Decision = TypeVar("Decision", MultisetChoice, Proposal)
-BEST_STAGES: tuple[Stage, ...] = ("init", "search")
+RACE_Z = 1.0  # drop a raced graph once it trails the incumbent by this many standard errors
 
 
 class SearchStopped(Exception):
@@ -41,9 +53,14 @@ class SearchStopped(Exception):
 
 
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """When a search stops: after `iterations` evaluations, `node_calls` node calls (one node
+    of a graph on one question, cached or not), `patience` evaluations without a new best, or
+    `time_limit_s` seconds, whichever comes first."""
+
     iterations: int = 30
     patience: int = 10
     time_limit_s: float | None = None
+    node_calls: int | None = None
 
 
 class ProgressEvent(msgspec.Struct, frozen=True):
@@ -54,6 +71,7 @@ class ProgressEvent(msgspec.Struct, frozen=True):
     last_accuracy: float
     tokens: int
     elapsed_s: float
+    node_calls: int = 0
 
 
 class ProgressFn(Protocol):
@@ -74,6 +92,7 @@ class SearchContext:
         scorer: GraphScorer,
         archive: Archive,
         questions: dict[Stage, Sequence[Question]],
+        race_first: int | None = None,
         on_progress: ProgressFn | None = None,
     ) -> None:
         self.space = space
@@ -84,6 +103,7 @@ class SearchContext:
         self.scorer = scorer
         self.archive = archive
         self.questions = questions
+        self.race_first = race_first  # None: every graph is scored on all search questions
         self.on_progress = on_progress
         self.records: list[EvaluationRecord] = []
         self._replay = sorted(
@@ -94,6 +114,12 @@ class SearchContext:
         past = [r.elapsed_s for r in archive.evaluations] + [r.elapsed_s for r in archive.agent]
         self._offset = max(past, default=0.0)
         self.tokens = 0  # counted as records are made or replayed
+        self.node_calls = 0  # likewise
+        # Per (question set, graph): the longest measurement from the first question on.
+        self._scored: dict[tuple[int, str], Measurement] = {}
+        self._question_sets = {
+            stage: hash(tuple(q.id for q in qs)) for stage, qs in questions.items()
+        }
 
     def elapsed(self) -> float:
         return self._offset + time.monotonic() - self._started
@@ -103,13 +129,16 @@ class SearchContext:
 
     @property
     def best(self) -> EvaluationRecord | None:
-        eligible = [r for r in self.records if r.stage in BEST_STAGES]
+        """The incumbent: the best graph scored on every search question."""
+        eligible = [r for r in self.records if r.competes]
         return max(eligible, key=lambda r: r.utility) if eligible else None
 
     @property
     def running(self) -> bool:
-        """False once the evaluations, the patience or the time is used up."""
+        """False once the evaluations, node calls, patience or time are used up."""
         if len(self.records) >= self.limits.iterations:
+            return False
+        if self.limits.node_calls is not None and self.node_calls >= self.limits.node_calls:
             return False
         best = self.best
         if best is not None:
@@ -125,12 +154,66 @@ class SearchContext:
             if r.stage in BEST_STAGES
         )
 
+    async def _score(self, candidate: Candidate, stage: Stage, k: int) -> tuple[Measurement, int]:
+        """The graph on the first `k` questions of the stage, and the node calls that took.
+
+        Verdicts already measured for the graph on those questions (same question set, same
+        sample seeds: the same draws) are reused, so a graph proposed again, or raced further,
+        costs only its new questions."""
+        questions = self.questions[stage]
+        key = (self._question_sets[stage], candidate.key())
+        known = self._scored.get(key)
+        if known is not None and known.n >= k:
+            return known.head(k), 0
+        start = 0 if known is None else known.n
+        artifact = self.space.artifact(candidate)
+        new = await self.scorer.score(artifact, questions[start:k])
+        measurement = new if known is None else known.extended(new)
+        self._scored[key] = measurement
+        return measurement, len(active_nodes(artifact)) * (k - start)
+
+    def _remember(self, record: EvaluationRecord) -> None:
+        key = (self._question_sets[record.stage], record.candidate.key())
+        known = self._scored.get(key)
+        if known is None or known.n < record.measurement.n:
+            self._scored[key] = record.measurement
+
+    async def _race(self, candidate: Candidate, stage: Stage) -> tuple[Measurement, int]:
+        """Score on a growing prefix of the stage's questions while the graph can still beat
+        the incumbent (see the module docstring); all of them when not racing."""
+        total = len(self.questions[stage])
+        incumbent = self.best
+        first = total if self.race_first is None or incumbent is None else self.race_first
+        measurement, calls = await self._score(candidate, stage, min(first, total))
+        while measurement.n < total and incumbent is not None:
+            if self._trails(measurement, incumbent.measurement):
+                break
+            measurement, more = await self._score(candidate, stage, min(2 * measurement.n, total))
+            calls += more
+        return measurement, calls
+
+    def _trails(self, m: Measurement, incumbent: Measurement) -> bool:
+        """Whether `m` is worse than `incumbent` on the questions it was scored on by more than
+        `RACE_Z` standard errors of the paired (discordant) verdicts. Counted in questions, so
+        that a tie at the bound is a tie, not a float's rounding."""
+        n = m.n
+        pairs = list(zip(m.outcomes, incumbent.outcomes[:n], strict=True))
+        wins = sum(a and not b for a, b in pairs)
+        losses = sum(b and not a for a, b in pairs)
+        # The objective's non-accuracy part (latency), at equal accuracy.
+        rest = self.objective.utility(msgspec.structs.replace(m, accuracy=0.0))
+        rest -= self.objective.utility(msgspec.structs.replace(incumbent, accuracy=0.0))
+        margin = wins - losses + n * rest + RACE_Z * math.sqrt(wins + losses)
+        return margin < -1e-9
+
     async def _measure(
         self, candidate: Candidate, stage: Stage, index: int, agent_call: int | None
     ) -> EvaluationRecord:
         self.space.check(candidate)  # methods must hand over legal, in-budget graphs
-        artifact = self.space.artifact(candidate)
-        measurement = await self.scorer.score(artifact, self.questions[stage])
+        if stage in BEST_STAGES:
+            measurement, calls = await self._race(candidate, stage)
+        else:
+            measurement, calls = await self._score(candidate, stage, len(self.questions[stage]))
         record = EvaluationRecord(
             index=index,
             stage=stage,
@@ -141,10 +224,17 @@ class SearchContext:
             seed=self.seed,
             elapsed_s=self.elapsed(),
             agent_call=agent_call,
+            node_calls=calls,
+            raced_out=measurement.n < len(self.questions[stage]),
         )
         self.archive.add_evaluation(record)
-        self.tokens += measurement.tokens
+        self._count(record)
         return record
+
+    def _count(self, record: EvaluationRecord) -> None:
+        self.tokens += record.measurement.tokens
+        self.node_calls += record.node_calls
+        self._remember(record)
 
     async def evaluate(
         self, candidate: Candidate, stage: Stage, agent_call: int | None = None
@@ -161,7 +251,7 @@ class SearchContext:
                     f"{record.candidate.key()}, the search now proposes {stage} of "
                     f"{candidate.key()}; the archive is from another version or settings"
                 )
-            self.tokens += record.measurement.tokens
+            self._count(record)
         else:
             record = await self._measure(candidate, stage, index, agent_call)
         self.records.append(record)
@@ -176,6 +266,7 @@ class SearchContext:
                     last_accuracy=record.measurement.accuracy,
                     tokens=self.tokens,
                     elapsed_s=self.elapsed(),
+                    node_calls=self.node_calls,
                 )
             )
         return record
@@ -189,7 +280,7 @@ class SearchContext:
                 candidate.key(),
                 n,
             ):
-                self.tokens += record.measurement.tokens
+                self._count(record)
                 return record
         return await self._measure(candidate, stage, -1, None)
 

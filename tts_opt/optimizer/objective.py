@@ -11,6 +11,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from tts_opt.evaluation.stats import percentile, wilson_interval
 from tts_opt.graph.schema import GraphArtifact
 from tts_opt.tasks.schema import Question
 
@@ -32,6 +33,67 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tokens: int = 0
     # Per question, in the order scored: what paired comparisons read.
     outcomes: tuple[bool, ...] = ()
+    # Per question latency in the order of `outcomes`; empty when not every one is known.
+    latencies_s: tuple[float, ...] = ()
+
+    def head(self, k: int) -> Measurement:
+        """This measurement on its first `k` questions (tokens pro rata; latency percentiles
+        recomputed where per-question latencies are known, else kept as estimates)."""
+        if k >= self.n:
+            return self
+        outcomes, latencies = self.outcomes[:k], self.latencies_s[:k]
+        low, high = wilson_interval(sum(outcomes), k)
+        exact = len(latencies) == k
+        return msgspec.structs.replace(
+            self,
+            accuracy=sum(outcomes) / k if k else 0.0,
+            n=k,
+            ci_low=low,
+            ci_high=high,
+            latency_p50_s=percentile(latencies, 50) if exact else self.latency_p50_s,
+            latency_p95_s=percentile(latencies, 95) if exact else self.latency_p95_s,
+            tokens=round(self.tokens * k / self.n),
+            outcomes=outcomes,
+            latencies_s=latencies,
+        )
+
+    def extended(self, more: Measurement) -> Measurement:
+        """This measurement and `more` (the same graph on further questions) as one.
+
+        Percentiles are recomputed from the per-question latencies when both have them; else a
+        known latency is the question-weighted mean of the two (an estimate), and unknown stays
+        unknown."""
+        n = self.n + more.n
+        outcomes = self.outcomes + more.outcomes
+        correct = sum(outcomes)
+        low, high = wilson_interval(correct, n)
+        latencies = self.latencies_s + more.latencies_s
+        p50: float | None
+        p95: float | None
+        if len(latencies) == n:
+            p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+        else:
+            latencies = ()
+            p50 = _weighted(self.latency_p50_s, self.n, more.latency_p50_s, more.n)
+            p95 = _weighted(self.latency_p95_s, self.n, more.latency_p95_s, more.n)
+        return Measurement(
+            accuracy=correct / n if n else 0.0,
+            n=n,
+            ci_low=low,
+            ci_high=high,
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+            flops=(self.flops * self.n + more.flops * more.n) / n if n else 0.0,
+            tokens=self.tokens + more.tokens,
+            outcomes=outcomes,
+            latencies_s=latencies,
+        )
+
+
+def _weighted(a: float | None, n_a: int, b: float | None, n_b: int) -> float | None:
+    if a is None or b is None:
+        return None
+    return (a * n_a + b * n_b) / (n_a + n_b)
 
 
 class GraphScorer(Protocol):

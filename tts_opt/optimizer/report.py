@@ -14,11 +14,12 @@ from tts_opt.optimizer.runner import SearchResult
 
 
 def best_so_far(records: Sequence[EvaluationRecord]) -> list[float]:
-    """Best search utility after each evaluation (pre-tests count as spent, not as found)."""
+    """Best search utility after each evaluation (pre-tests and raced-out graphs count as spent,
+    not as found)."""
     curve: list[float] = []
     best = float("-inf")
     for r in records:
-        if r.stage != "pretest":
+        if r.competes:
             best = max(best, r.utility)
         curve.append(best if best > float("-inf") else float("nan"))
     return curve
@@ -40,7 +41,8 @@ def run_report(result: SearchResult) -> str:
         "",
         f"- objective: {s.objective.describe()}",
         f"- seed {s.seed}, agent {s.agent}, repair {s.repair}",
-        f"- evaluations {len(result.records)}, tokens {result.tokens}, "
+        f"- evaluations {len(result.records)} ({sum(r.raced_out for r in result.records)} "
+        f"raced out), node calls {result.node_calls}, tokens {result.tokens}, "
         f"search time {result.elapsed_s:.1f} s, archive `{result.archive}`",
         f"- search best: {_ci(sel.search_best)} at evaluation {sel.search_best.index}",
         f"- validation (re-evaluated): {_ci(sel.winner)}",
@@ -65,14 +67,17 @@ def run_report(result: SearchResult) -> str:
         "",
         "## Search history",
         "",
-        "| # | stage | accuracy | p50 latency (s) | cost | nodes | edges | best so far |",
-        "|---|---|---|---|---|---|---|---|",
+        "| # | stage | accuracy | questions | node calls | p50 latency (s) | cost | nodes | "
+        "edges | best so far |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r, best in zip(result.records, best_so_far(result.records), strict=True):
         m = r.measurement
+        raced = " (raced out)" if r.raced_out else ""
         lines.append(
-            f"| {r.index} | {r.stage} | {_pct(m.accuracy)} | {_latency(m, unit=False)} | "
-            f"{r.cost:.4g} | {len(r.candidate.nodes)} | {len(r.candidate.edges)} | {best:.4g} |"
+            f"| {r.index} | {r.stage} | {_pct(m.accuracy)} | {m.n}{raced} | {r.node_calls} | "
+            f"{_latency(m, unit=False)} | {r.cost:.4g} | {len(r.candidate.nodes)} | "
+            f"{len(r.candidate.edges)} | {best:.4g} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -83,15 +88,16 @@ def compare_table(results: Sequence[SearchResult]) -> str:
     for r in results:
         by_method[r.settings.method].append(r)
     lines = [
-        "| method | seeds | evaluations | search best | validation | test (mean) | test CIs | "
-        "search time (s) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | seeds | evaluations | node calls | search best | validation | test (mean) | "
+        "test CIs | search time (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for method, runs in by_method.items():
         sel = [r.selection for r in runs]
         cis = "; ".join(_ci(s.test) for s in sel)
         lines.append(
             f"| {method} | {len(runs)} | {fmean(len(r.records) for r in runs):.1f} | "
+            f"{fmean(r.node_calls for r in runs):,.0f} | "
             f"{_pct(fmean(s.search_best.utility for s in sel))} | "
             f"{_pct(fmean(s.winner.measurement.accuracy for s in sel))} | "
             f"{_pct(fmean(s.test.measurement.accuracy for s in sel))} | {cis} | "

@@ -47,6 +47,9 @@ class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     seed: int = 0
     limits: Limits = Limits()
     val_questions: int = 20
+    # Questions a search graph is first scored on before racing for more; 0 scores every graph
+    # on all `val_questions` (see `SearchContext`).
+    race_first: int = 5
     pretest_questions: int = 5
     reeval_questions: int = 60
     reeval_top_k: int = 3
@@ -75,6 +78,7 @@ class SearchResult(msgspec.Struct, frozen=True):
     selection: Selection
     records: tuple[EvaluationRecord, ...]
     tokens: int
+    node_calls: int
     elapsed_s: float
     archive: str
 
@@ -176,6 +180,7 @@ async def optimize(
             "reeval": val[: settings.reeval_questions],
             "test": task.split("test", limit=settings.test_questions),
         },
+        race_first=settings.race_first or None,
         on_progress=on_progress,
     )
     with contextlib.suppress(SearchStopped):
@@ -188,6 +193,7 @@ async def optimize(
         selection=selection,
         records=tuple(ctx.records),
         tokens=ctx.tokens,
+        node_calls=ctx.node_calls,
         elapsed_s=ctx.elapsed(),
         archive=str(archive_path),
     )

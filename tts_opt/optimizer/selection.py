@@ -21,7 +21,7 @@ from tts_opt.optimizer.baseline import (
     paired,
     single_model_candidates,
 )
-from tts_opt.optimizer.context import BEST_STAGES, SearchContext
+from tts_opt.optimizer.context import SearchContext
 
 
 class Selection(msgspec.Struct, frozen=True):
@@ -45,7 +45,7 @@ class Selection(msgspec.Struct, frozen=True):
 
 def ranked(records: list[EvaluationRecord]) -> list[EvaluationRecord]:
     """Distinct graphs by search utility, best first (earlier first on ties)."""
-    pool = [r for r in records if r.stage in BEST_STAGES] or records
+    pool = [r for r in records if r.competes] or records
     seen: set[str] = set()
     out = []
     for record in sorted(pool, key=lambda r: (-r.utility, r.index)):

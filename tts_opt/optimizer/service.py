@@ -57,7 +57,9 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     iterations: int = _SETTINGS.limits.iterations
     patience: int = _SETTINGS.limits.patience
     time_limit: float | None = _SETTINGS.limits.time_limit_s
+    node_calls: int | None = _SETTINGS.limits.node_calls
     val_questions: int = _SETTINGS.val_questions
+    race_first: int = _SETTINGS.race_first
     pretest_questions: int = _SETTINGS.pretest_questions
     reeval_questions: int = _SETTINGS.reeval_questions
     reeval_top_k: int = _SETTINGS.reeval_top_k
@@ -166,8 +168,9 @@ def search_settings(request: SearchRequest, method: str, seed: int) -> OptimizeS
             latency_limit_s=request.latency_limit,
         ),
         seed=seed,
-        limits=Limits(request.iterations, request.patience, request.time_limit),
+        limits=Limits(request.iterations, request.patience, request.time_limit, request.node_calls),
         val_questions=request.val_questions,
+        race_first=request.race_first,
         pretest_questions=request.pretest_questions,
         reeval_questions=request.reeval_questions,
         reeval_top_k=request.reeval_top_k,

@@ -102,6 +102,7 @@ class SyntheticScorer:
             flops=graph_flops(artifact),
             tokens=int(tokens * n),
             outcomes=outcomes,
+            latencies_s=(lat,) * n,
         )
 
     def _verdict(self, graph: str, question: str, truth: float) -> bool:
