@@ -24,14 +24,17 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n: int
     ci_low: float
     ci_high: float
-    # None when every run replayed cached nodes: a replay returns at once, so there was no
-    # latency to measure.
+    # None when no run's latency is known (replayed nodes whose times were not recorded).
     latency_p50_s: float | None
     latency_p95_s: float | None
     flops: float
     tokens: int = 0
     # Per question, in the order scored: what paired comparisons read.
     outcomes: tuple[bool, ...] = ()
+    # Per question latency in outcome order; empty when any is unknown.
+    latencies_s: tuple[float, ...] = ()
+    # Some latency is the critical path over replayed nodes' recorded times, not a measurement.
+    latency_replayed: bool = False
 
 
 class GraphScorer(Protocol):
@@ -50,8 +53,7 @@ class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     `accuracy`: utility = accuracy. `accuracy-latency`: utility = accuracy - latency_weight *
     p50 latency (seconds), and a graph whose p50 exceeds `latency_limit_s` loses 1 (infeasible:
-    below every graph within the limit). A latency objective cannot rank an unmeasured latency:
-    its searches run without the node cache.
+    below every graph within the limit).
     """
 
     kind: ObjectiveKind = "accuracy"
