@@ -254,6 +254,26 @@ async def test_a_cache_file_without_times_is_migrated_and_its_samples_replay_unt
         assert (await store.get_many([new_key]))[new_key] == new
 
 
+async def test_a_timed_only_cache_generates_untimed_samples_again_and_records_their_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    params = SamplingParams(seed=5)
+    (key,) = sample_keys("m", PROMPT, params)
+    with NodeCache(path) as store:
+        await store.put(key, "m", CachedSample("stored answer", 4, 2, "stop"))
+    with NodeCache(path, timed_only=True) as store:
+        assert await store.get_many([key]) == {}
+        inner = SeededEngine("m")
+        engine = CachingEngine(inner, store)
+        await collect(engine, "r", PROMPT, params)
+        assert len(inner.requests) == 1 and (engine.hits, engine.misses) == (0, 1)
+        timed = (await store.get_many([key]))[key]
+        assert timed.text == "stored answer" and timed.generation_s is not None
+        replayed = await collect(engine, "r2", PROMPT, params)
+        assert len(inner.requests) == 1 and replayed.samples[0].text == "stored answer"
+
+
 async def test_without_cache_every_call_reaches_the_engine(task: Task) -> None:
     pool = seeded_pool()
     graph = single_model_graph(task, SMALL)

@@ -356,7 +356,8 @@ def test_cli_compare_in_parallel_finds_what_it_finds_in_turn(tmp_path, monkeypat
 async def test_the_node_cache_is_on_unless_turned_off_whatever_the_objective(
     objective: str, cache: bool
 ) -> None:
-    """Replayed nodes count their recorded times, so a latency objective may use the cache."""
+    """Replayed nodes count their recorded times, so a latency objective may use the cache: it
+    replays only samples with a recorded time."""
     from tts_opt.optimizer.service import SearchRequest, real_scorer, search_space
 
     request = SearchRequest(
@@ -365,6 +366,8 @@ async def test_the_node_cache_is_on_unless_turned_off_whatever_the_objective(
     scorer = real_scorer(TASK, search_space(request, TASK), request)
     try:
         assert (scorer.cache is not None) == cache
+        if scorer.cache is not None:
+            assert scorer.cache.timed_only == (objective == "accuracy-latency")
     finally:
         await scorer.close()
 

@@ -110,10 +110,15 @@ def sample_keys(model: str, messages: Sequence[ChatMessage], params: SamplingPar
 
 
 class NodeCache:
-    """The SQLite store. Open it once per process and share it between engines and tasks."""
+    """The SQLite store. Open it once per process and share it between engines and tasks.
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    With `timed_only`, samples stored without a time are not served: they count as misses, are
+    generated again and get their time recorded (the stored text stays the canonical one). A
+    search that ranks latency uses it, so no replay leaves a latency unknown."""
+
+    def __init__(self, path: str | Path | None = None, *, timed_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
+        self.timed_only = timed_only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-cache")
         self._db: sqlite3.Connection = self._executor.submit(self._connect).result()
 
@@ -138,7 +143,7 @@ class NodeCache:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, CachedSample]:
-        """The stored samples among `keys`."""
+        """The stored samples among `keys` (with `timed_only`, those with a time)."""
         wanted = list(dict.fromkeys(keys))
 
         def read() -> dict[str, CachedSample]:
@@ -146,7 +151,8 @@ class NodeCache:
             rows = self._db.execute(
                 "SELECT key, text, prompt_tokens, output_tokens, finish_reason, generation_s, "
                 "first_token_s FROM samples LEFT JOIN sample_times USING (key) "
-                f"WHERE key IN ({marks})",
+                f"WHERE key IN ({marks})"
+                + (" AND generation_s IS NOT NULL" if self.timed_only else ""),
                 wanted,
             )
             return {key: CachedSample(*rest) for key, *rest in rows}
@@ -154,7 +160,8 @@ class NodeCache:
         return await self._call(read) if wanted else {}
 
     async def put(self, key: str, model: str, sample: CachedSample) -> None:
-        """Store a sample, and its times if known, unless stored under `key` already."""
+        """Store a sample unless one is stored under `key` already, and its times if known
+        unless times are stored for `key` already."""
         row = (
             key,
             model,

@@ -115,15 +115,20 @@ ScorerFactory = Callable[[Task, SearchSpace, SearchRequest], GraphScorer]
 
 
 def real_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
-    """Engines from the pool config (default: the embedded models), the node cache unless off."""
+    """Engines from the pool config (default: the embedded models), the node cache unless off;
+    a latency objective replays only samples with a recorded time."""
     from tts_opt.engines.pool import EnginePool, load_pool_config
     from tts_opt.evaluation import NodeCache
     from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
 
     pool = EnginePool(load_pool_config(request.engines))
     models = [m.name for m in space.pool]
+    timed_only = request.objective == "accuracy-latency"
     return EvaluationScorer(
-        task, lambda: pool.start(models), pool.close, cache=NodeCache() if request.cache else None
+        task,
+        lambda: pool.start(models),
+        pool.close,
+        cache=NodeCache(timed_only=timed_only) if request.cache else None,
     )
 
 
