@@ -127,6 +127,7 @@ async def test_a_graph_sharing_nodes_with_an_earlier_one_hits_the_cache(
     assert len(new_small) == N_QUESTIONS  # one request per question, for samples 1 and 2 only
     assert {(r.params.n, r.params.seed) for r in new_small} == {(2, 1)}
     assert first.latency_uncached is None  # every run had a hit
+    assert first.latency is not None and first.latency.replayed == N_QUESTIONS
 
     before = {m: len(e.requests) for m, e in pool.items()}
     again = await evaluate(wide, task, task.questions, pool, cache=cache)
@@ -139,6 +140,138 @@ async def test_a_graph_sharing_nodes_with_an_earlier_one_hits_the_cache(
         assert [r.tokens for r in report.results] == [r.tokens for r in uncached.results]
         assert report.mean_flops == uncached.mean_flops
         assert report.accuracy == uncached.accuracy
+
+
+def set_times(path: Path, where: str, seconds: float | None) -> None:
+    """Give the stored samples matching the SQL condition `where` a generation time (None:
+    none recorded)."""
+    db = sqlite3.connect(path)
+    with db:
+        chosen = f"SELECT key FROM samples WHERE {where}"
+        db.execute(f"DELETE FROM sample_times WHERE key IN ({chosen})")
+        if seconds is not None:
+            db.execute(
+                f"INSERT INTO sample_times SELECT key, ?, NULL FROM samples WHERE {where}",
+                (seconds,),
+            )
+    db.close()
+
+
+async def test_a_replayed_run_is_timed_by_its_recorded_node_times(task: Task, cache: NodeCache):
+    """3 x SMALL -> LARGE fuser: the first evaluation measures and records every sample's time;
+    replayed, each run takes the critical path over the recorded times (the assistants in
+    parallel, then the fuser), marked replayed."""
+    graph = parallel_graph(task, [SMALL, SMALL, SMALL], LARGE)
+    first = await evaluate(graph, task, task.questions, seeded_pool(), cache=cache)
+    assert first.latency == first.latency_uncached and first.latency is not None
+    assert first.latency.replayed == 0
+    assert all(r.latency_s is not None and not r.latency_replayed for r in first.results)
+    db = sqlite3.connect(cache.path)
+    times = db.execute(
+        "SELECT generation_s, first_token_s FROM samples LEFT JOIN sample_times USING (key)"
+    ).fetchall()
+    db.close()
+    assert len(times) == 4 * N_QUESTIONS
+    assert all(0 <= first_token <= total for total, first_token in times)
+
+    set_times(cache.path, f"model = '{SMALL.name}'", 2.0)
+    set_times(cache.path, f"model = '{LARGE.name}'", 3.0)
+    pool = seeded_pool()
+    again = await evaluate(graph, task, task.questions, pool, cache=cache)
+    assert not any(engine.requests for engine in pool.values())
+    assert all(r.latency_s == 5.0 and r.latency_replayed for r in again.results)
+    assert again.latency is not None and again.latency_uncached is None
+    assert (again.latency.p50_s, again.latency.n, again.latency.replayed) == (
+        5.0,
+        N_QUESTIONS,
+        N_QUESTIONS,
+    )
+
+
+async def test_a_replayed_sample_without_a_recorded_time_leaves_its_run_unknown(
+    task: Task, cache: NodeCache
+) -> None:
+    graph = parallel_graph(task, [SMALL, SMALL], LARGE)
+    await evaluate(graph, task, task.questions, seeded_pool(), cache=cache)
+    set_times(cache.path, "1", 1.0)
+    set_times(cache.path, f"model = '{LARGE.name}' AND text LIKE '%Adding one to 0 %'", None)
+    again = await evaluate(graph, task, task.questions, seeded_pool(), cache=cache)
+    unknown = [r.id for r in again.results if r.latency_s is None]
+    assert unknown == ["q0"] and all(r.latency_replayed for r in again.results)
+    assert all(r.latency_s == 2.0 for r in again.results if r.id != "q0")
+    assert again.latency is not None and again.latency.n == N_QUESTIONS - 1
+
+    set_times(cache.path, f"model = '{LARGE.name}'", None)
+    blind = await evaluate(graph, task, task.questions, seeded_pool(), cache=cache)
+    assert all(r.latency_s is None for r in blind.results) and blind.latency is None
+
+
+OLD_SCHEMA = """
+CREATE TABLE samples (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    text TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    output_tokens INTEGER NOT NULL,
+    finish_reason TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID
+"""
+
+
+async def test_a_cache_file_without_times_is_migrated_and_its_samples_replay_untimed(
+    tmp_path: Path,
+) -> None:
+    """A store of the first schema gains the times table on open; its samples replay with no
+    recorded time, new ones are timed, and a writer of the first schema can still add samples."""
+    path = tmp_path / "old.sqlite3"
+    params = SamplingParams(n=2, seed=5)
+    old_key, new_key = sample_keys("m", PROMPT, params)
+    old_insert = "INSERT INTO samples VALUES (?, 'm', 'old answer', 4, 2, 'stop', 0)"
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(OLD_SCHEMA)
+        db.execute(old_insert, [old_key])
+    db.close()
+
+    with NodeCache(path) as store:
+        old = CachedSample("old answer", 4, 2, "stop")
+        assert old.generation_s is None and await store.get_many([old_key]) == {old_key: old}
+        engine = CachingEngine(SeededEngine("m"), store)
+        async with aclosing(engine.generate("r", PROMPT, params)) as stream:
+            deltas = [delta async for delta in stream]
+        replayed = [d for d in deltas if d.replayed]
+        assert [(d.index, d.text, d.recorded_s) for d in replayed] == [(0, "old answer", None)]
+        new = (await store.get_many([new_key]))[new_key]
+        assert new.generation_s is not None and new.first_token_s is not None
+        assert 0 <= new.first_token_s <= new.generation_s
+    db = sqlite3.connect(path)
+    with db:
+        db.execute(old_insert, ["k-written-by-the-first-schema"])
+    db.close()
+    with NodeCache(path) as store:  # opening a migrated file again changes nothing
+        assert store.count() == 3
+        assert (await store.get_many([new_key]))[new_key] == new
+
+
+async def test_a_timed_only_cache_generates_untimed_samples_again_and_records_their_time(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.sqlite3"
+    params = SamplingParams(seed=5)
+    (key,) = sample_keys("m", PROMPT, params)
+    with NodeCache(path) as store:
+        await store.put(key, "m", CachedSample("stored answer", 4, 2, "stop"))
+    with NodeCache(path, timed_only=True) as store:
+        assert await store.get_many([key]) == {}
+        inner = SeededEngine("m")
+        engine = CachingEngine(inner, store)
+        await collect(engine, "r", PROMPT, params)
+        assert len(inner.requests) == 1 and (engine.hits, engine.misses) == (0, 1)
+        timed = (await store.get_many([key]))[key]
+        assert timed.text == "stored answer" and timed.generation_s is not None
+        replayed = await collect(engine, "r2", PROMPT, params)
+        assert len(inner.requests) == 1 and replayed.samples[0].text == "stored answer"
 
 
 async def test_without_cache_every_call_reaches_the_engine(task: Task) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import msgspec
 import pytest
 from graph_factory import make_artifact
+from msgspec.structs import replace
 from typer.testing import CliRunner
 
 from tts_opt.cli.graph_commands import graph_app
@@ -55,6 +57,22 @@ def test_text_lists_nodes_levels_edges_and_measurements() -> None:
     assert "accuracy (test): 56.0% (n=500" in text
     assert "p50 2.5 s, p95 4 s" in text
     assert "budget: 1000 units" in text
+
+
+def test_a_replayed_latency_says_so_in_graph_show_and_the_model_card(tmp_path: Path) -> None:
+    from tts_opt.engines.scripted import ScriptedEngine
+    from tts_opt.runtime.executor import GraphRunner
+    from tts_opt.server.models import profile_info
+    from tts_opt.server.profiles import Profile
+
+    replayed = replace(hybrid(), latency=Latency(p50_s=2.5, p95_s=4.0, n=200, replayed=True))
+    path = save_artifact(replayed, tmp_path / "g.json")
+    shown = CliRunner().invoke(graph_app, ["show", str(path)])
+    assert shown.exit_code == 0 and "p50 2.5 s, p95 4 s (n=200, replayed)" in shown.output
+    assert "replayed" not in to_text(hybrid())
+    runner = GraphRunner(replayed, {m.name: ScriptedEngine(m.name) for m in replayed.models})
+    card = msgspec.to_builtins(profile_info(Profile("math@1000", path, replayed, runner)))
+    assert card["latency"] == {"p50_s": 2.5, "p95_s": 4.0, "n": 200, "replayed": True}
 
 
 def test_mermaid_has_every_node_and_edge() -> None:

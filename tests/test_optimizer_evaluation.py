@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from msgspec.structs import replace
 from optimizer_support import fast_settings, paper_space, synthetic_task
 
 from tts_opt.engines.scripted import ScriptedEngine
 from tts_opt.evaluation import NodeCache
+from tts_opt.graph import to_text
 from tts_opt.optimizer import optimize
 from tts_opt.optimizer.budget import parallel_graph
 from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
+from tts_opt.optimizer.report import run_report
 
 TASK = synthetic_task(60)
 SPACE = paper_space(budget=18.0)
@@ -81,17 +84,29 @@ def test_a_search_on_engines_with_the_node_cache(tmp_path) -> None:
     assert result.selection.test.measurement.accuracy == 1.0
 
 
-def test_a_run_replayed_from_the_cache_measures_no_latency(tmp_path) -> None:
-    """The same search again on a warm cache finds the same graph, but every node is a replay:
-    its artifact then says the latency is unknown instead of recording the replay's time."""
+def set_times(path, seconds: float | None) -> None:
+    """Every stored sample's recorded generation time becomes `seconds` (None: unrecorded)."""
+    db = sqlite3.connect(path)
+    with db:
+        db.execute("DELETE FROM sample_times")
+        if seconds is not None:
+            db.execute("INSERT INTO sample_times SELECT key, ?, NULL FROM samples", (seconds,))
+    db.close()
+
+
+def test_a_run_replayed_from_the_cache_reports_the_recorded_latency(tmp_path) -> None:
+    """Scored again on a warm cache, every node is a replay: the latency is the recorded
+    generation times, marked replayed, and a search on the warm cache ships it so marked."""
     settings = replace(fast_settings(iterations=3), val_questions=3, test_questions=3)
     graph = SPACE.artifact(parallel_graph(SPACE, ["llama-3.2-3b"]))
     questions = TASK.split("val", limit=3)
+    path = tmp_path / "cache.sqlite3"
 
     async def run():
-        s = scorer(engines(), NodeCache(tmp_path / "cache.sqlite3"))
+        s = scorer(engines(), NodeCache(path))
         try:
             first = await s.score(graph, questions)
+            set_times(path, 2.5)
             again = await s.score(graph, questions)
             searches = [
                 await optimize(TASK, SPACE, settings, s, tmp_path / f"{i}.jsonl") for i in (0, 1)
@@ -101,9 +116,31 @@ def test_a_run_replayed_from_the_cache_measures_no_latency(tmp_path) -> None:
         return first, again, searches
 
     first, again, (cold, warm) = asyncio.run(run())
-    assert first.latency_p50_s is not None and first.latency_p95_s is not None
-    assert again.latency_p50_s is None and again.latency_p95_s is None
-    assert again.accuracy == first.accuracy == 1.0
+    assert first.latency_p50_s is not None and len(first.latencies_s) == 3
+    assert not first.latency_replayed
+    assert (again.latency_p50_s, again.latency_p95_s, again.latencies_s) == (2.5, 2.5, (2.5,) * 3)
+    assert again.latency_replayed and again.accuracy == first.accuracy == 1.0
     assert cold.artifact.nodes == warm.artifact.nodes
     assert cold.artifact.latency is not None and cold.artifact.latency.n == 3
-    assert warm.artifact.latency is None
+    assert warm.artifact.latency is not None and warm.artifact.latency.replayed
+    assert "replayed" in to_text(warm.artifact)
+    assert "p50 latency " in run_report(warm) and " s (replayed)" in run_report(warm)
+
+
+def test_a_replay_without_recorded_times_has_no_latency(tmp_path) -> None:
+    graph = SPACE.artifact(parallel_graph(SPACE, ["llama-3.2-3b"]))
+    questions = TASK.split("val", limit=3)
+    path = tmp_path / "cache.sqlite3"
+
+    async def run():
+        s = scorer(engines(), NodeCache(path))
+        try:
+            await s.score(graph, questions)
+            set_times(path, None)
+            return await s.score(graph, questions)
+        finally:
+            await s.close()
+
+    again = asyncio.run(run())
+    assert again.latency_p50_s is None and again.latency_p95_s is None
+    assert again.latencies_s == () and again.accuracy == 1.0

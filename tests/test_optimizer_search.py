@@ -347,16 +347,30 @@ def test_cli_compare_in_parallel_finds_what_it_finds_in_turn(tmp_path, monkeypat
     assert bad.exit_code == 2 and "--parallel" in bad.output
 
 
-@pytest.mark.parametrize(("objective", "cached"), [("accuracy", True), ("accuracy-latency", False)])
-async def test_a_latency_objective_measures_every_run_without_the_node_cache(
-    objective: str, cached: bool
+@pytest.mark.parametrize(
+    ("objective", "cache"),
+    [
+        ("accuracy", True),
+        ("accuracy-latency", True),
+        ("accuracy", False),
+        ("accuracy-latency", False),
+    ],
+)
+async def test_the_node_cache_is_on_unless_turned_off_whatever_the_objective(
+    objective: str, cache: bool
 ) -> None:
+    """Replayed nodes count their recorded times, so a latency objective may use the cache: it
+    replays only samples with a recorded time."""
     from tts_opt.optimizer.service import SearchRequest, real_scorer, search_space
 
-    request = SearchRequest(task="math", budget=18, objective=objective, models=PAPER_POOL)
+    request = SearchRequest(
+        task="math", budget=18, objective=objective, models=PAPER_POOL, cache=cache
+    )
     scorer = real_scorer(TASK, search_space(request, TASK), request)
     try:
-        assert (scorer.cache is not None) == cached
+        assert (scorer.cache is not None) == cache
+        if scorer.cache is not None:
+            assert scorer.cache.timed_only == (objective == "accuracy-latency")
     finally:
         await scorer.close()
 

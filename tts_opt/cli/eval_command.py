@@ -231,7 +231,8 @@ def report_table(reports: Sequence[EvalReport]) -> Table:
         )
     if reports:
         table.caption = (
-            f"task {reports[0].task}, split {reports[0].split}; latency counts cache hits as "
-            "instant (reports hold latency_uncached; --no-cache measures every run)"
+            f"task {reports[0].task}, split {reports[0].split}; a run with cache hits is timed "
+            "by its critical path over the replayed nodes' recorded times (--no-cache measures "
+            "every run)"
         )
     return table

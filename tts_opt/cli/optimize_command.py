@@ -110,8 +110,8 @@ EnginesOpt = Annotated[
 CacheOpt = Annotated[
     bool,
     typer.Option(
-        help="Reuse node outputs across evaluations (always off with --objective "
-        "accuracy-latency: a replayed node has no latency to measure)."
+        help="Reuse node outputs across evaluations (a replayed node counts its recorded time "
+        "in latency)."
     ),
 ]
 OutOpt = Annotated[Path, typer.Option(help="Output directory.")]

@@ -35,13 +35,19 @@ class SamplingParams(msgspec.Struct, frozen=True):
 
 
 class SampleDelta(msgspec.Struct, frozen=True):
-    """New text of sample `index`. Token counts are cumulative for the sample so far."""
+    """New text of sample `index`. Token counts are cumulative for the sample so far.
+
+    `replayed` marks a sample that was not generated now but replayed from a store of earlier
+    ones (the node-output cache); `recorded_s` is then how long its generation took when it was
+    recorded (None: not recorded), the time it stands for in a latency."""
 
     index: int
     text: str
     prompt_tokens: int
     output_tokens: int
     finish_reason: str | None = None
+    replayed: bool = False
+    recorded_s: float | None = None
 
 
 class Sample(msgspec.Struct, frozen=True):

@@ -16,6 +16,11 @@ The store is one SQLite file in WAL mode: readers never block the writer, severa
 share it (writes wait up to `busy_timeout`), and a sample is written once (`INSERT OR IGNORE`: when
 two evaluations compute the same sample at once, the first stored stays the canonical one). All
 database work runs on one thread of the cache, off the event loop.
+
+A sample also keeps how long it took to generate, so a graph run that replays it can still report
+an honest latency. The times are a table of their own, created on open: stores written before
+times were recorded keep working (their samples have no time, and a replay of one has an unknown
+latency), and so does a tts-opt of that time writing to a store this one opened.
 """
 
 from __future__ import annotations
@@ -47,7 +52,12 @@ CREATE TABLE IF NOT EXISTS samples (
     output_tokens INTEGER NOT NULL,
     finish_reason TEXT NOT NULL,
     created_at REAL NOT NULL
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sample_times (
+    key TEXT PRIMARY KEY,
+    generation_s REAL NOT NULL,
+    first_token_s REAL
+) WITHOUT ROWID;
 """
 
 T = TypeVar("T")
@@ -58,12 +68,16 @@ class NodeCacheError(UserError):
 
 
 class CachedSample(msgspec.Struct, frozen=True):
-    """One finished sample of a node call, with the token counts of the original call."""
+    """One finished sample of a node call, with the token counts of the original call and its
+    times: seconds from the engine request's start to the sample's finish and to its first
+    token (None: not recorded)."""
 
     text: str
     prompt_tokens: int
     output_tokens: int
     finish_reason: str
+    generation_s: float | None = None
+    first_token_s: float | None = None
 
 
 def default_cache_path() -> Path:
@@ -96,10 +110,15 @@ def sample_keys(model: str, messages: Sequence[ChatMessage], params: SamplingPar
 
 
 class NodeCache:
-    """The SQLite store. Open it once per process and share it between engines and tasks."""
+    """The SQLite store. Open it once per process and share it between engines and tasks.
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    With `timed_only`, samples stored without a time are not served: they count as misses, are
+    generated again and get their time recorded (the stored text stays the canonical one). A
+    search that ranks latency uses it, so no replay leaves a latency unknown."""
+
+    def __init__(self, path: str | Path | None = None, *, timed_only: bool = False) -> None:
         self.path = Path(path) if path is not None else default_cache_path()
+        self.timed_only = timed_only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-cache")
         self._db: sqlite3.Connection = self._executor.submit(self._connect).result()
 
@@ -110,7 +129,7 @@ class NodeCache:
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; may lose a tail
-            db.execute(_SCHEMA)
+            db.executescript(_SCHEMA)
             db.execute("SELECT count(*) FROM samples WHERE key = ''").fetchone()
         except sqlite3.DatabaseError as exc:
             db.close()
@@ -124,14 +143,16 @@ class NodeCache:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def get_many(self, keys: Iterable[str]) -> dict[str, CachedSample]:
-        """The stored samples among `keys`."""
+        """The stored samples among `keys` (with `timed_only`, those with a time)."""
         wanted = list(dict.fromkeys(keys))
 
         def read() -> dict[str, CachedSample]:
             marks = ",".join("?" * len(wanted))
             rows = self._db.execute(
-                "SELECT key, text, prompt_tokens, output_tokens, finish_reason FROM samples "
-                f"WHERE key IN ({marks})",
+                "SELECT key, text, prompt_tokens, output_tokens, finish_reason, generation_s, "
+                "first_token_s FROM samples LEFT JOIN sample_times USING (key) "
+                f"WHERE key IN ({marks})"
+                + (" AND generation_s IS NOT NULL" if self.timed_only else ""),
                 wanted,
             )
             return {key: CachedSample(*rest) for key, *rest in rows}
@@ -139,7 +160,8 @@ class NodeCache:
         return await self._call(read) if wanted else {}
 
     async def put(self, key: str, model: str, sample: CachedSample) -> None:
-        """Store a sample unless one is stored under `key` already."""
+        """Store a sample unless one is stored under `key` already, and its times if known
+        unless times are stored for `key` already."""
         row = (
             key,
             model,
@@ -149,9 +171,20 @@ class NodeCache:
             sample.finish_reason,
             time.time(),
         )
-        await self._call(
-            lambda: self._db.execute("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?)", row)
-        )
+        times = (key, sample.generation_s, sample.first_token_s)
+
+        def write() -> None:
+            self._db.execute("BEGIN IMMEDIATE")  # a sample is never seen without its time
+            try:
+                self._db.execute("INSERT OR IGNORE INTO samples VALUES (?,?,?,?,?,?,?)", row)
+                if sample.generation_s is not None:
+                    self._db.execute("INSERT OR IGNORE INTO sample_times VALUES (?,?,?)", times)
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+        await self._call(write)
 
     def count(self) -> int:
         """Stored samples."""

@@ -3,6 +3,7 @@ where it must, so the graph runtime gets caching without knowing about it."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, Sequence
 from contextlib import aclosing
 
@@ -19,10 +20,12 @@ class CachingEngine:
     """Wraps `engine` with `cache` (keys: `tts_opt.evaluation.cache.sample_keys`).
 
     Per request, stored samples are replayed first, each as one delta with its original token
-    counts. The missing ones come from one inner request over the span from the first to the
-    last missing sample index, seeded so that its samples are exactly the missing sample seeds
-    (seed + first); samples inside the span that were hits are dropped from its stream. Missing
-    samples stream through as the inner engine produces them and are stored as each finishes.
+    counts, marked replayed with its recorded generation time. The missing ones come from one
+    inner request over the span from the first to the last missing sample index, seeded so that
+    its samples are exactly the missing sample seeds (seed + first); samples inside the span
+    that were hits are dropped from its stream. Missing samples stream through as the inner
+    engine produces them and are stored as each finishes, with its times measured from the
+    start of the inner request.
     `hits` and `misses` count samples.
     """
 
@@ -59,7 +62,15 @@ class CachingEngine:
         for index, key in enumerate(keys):
             if key in stored:
                 s = stored[key]
-                yield SampleDelta(index, s.text, s.prompt_tokens, s.output_tokens, s.finish_reason)
+                yield SampleDelta(
+                    index,
+                    s.text,
+                    s.prompt_tokens,
+                    s.output_tokens,
+                    s.finish_reason,
+                    replayed=True,
+                    recorded_s=s.generation_s,
+                )
         if not missing:
             return
         first = missing[0]
@@ -69,16 +80,26 @@ class CachingEngine:
             seed=None if params.seed is None else params.seed + first,
         )
         texts: dict[int, list[str]] = {i: [] for i in missing}
+        first_token_s: dict[int, float] = {}
+        start = time.perf_counter()
         async with aclosing(self.inner.generate(request_id, messages, span)) as deltas:
             async for delta in deltas:
+                elapsed = time.perf_counter() - start
                 index = first + delta.index
                 if index not in texts:  # a hit recomputed inside the span
                     continue
                 texts[index].append(delta.text)
+                if delta.text:
+                    first_token_s.setdefault(index, elapsed)
                 yield msgspec.structs.replace(delta, index=index)
                 reason = delta.finish_reason
                 if reason is not None and reason not in UNFINISHED:
                     sample = CachedSample(
-                        "".join(texts[index]), delta.prompt_tokens, delta.output_tokens, reason
+                        "".join(texts[index]),
+                        delta.prompt_tokens,
+                        delta.output_tokens,
+                        reason,
+                        generation_s=elapsed,
+                        first_token_s=first_token_s.get(index),
                     )
                     await self.cache.put(keys[index], self.model, sample)

@@ -19,21 +19,24 @@ from tts_opt.evaluation.stats import percentile, wilson_interval
 from tts_opt.graph.io import write_atomic
 from tts_opt.graph.schema import Accuracy, GraphArtifact, Latency
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2  # 2: latencies of runs that replayed cached nodes are their critical path
 
 
 class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One question. `error` is set when the run or the scoring failed (then `correct` is
     false); `reason` is the scorer's word on a wrong answer. Tokens, FLOPs and latency are those
     of the graph run (summed over its nodes; FLOPs from the measured token counts); `cache_hits`
-    and `cache_misses` count node samples replayed from / added to the node-output cache."""
+    and `cache_misses` count node samples replayed from / added to the node-output cache.
+    A run that replayed nodes has `latency_replayed`: its latency is the critical path over the
+    nodes' recorded (replayed) and measured (live) times, None when a replayed node's time was
+    not recorded."""
 
     id: str
     correct: bool
     extracted: str | None
     reference: str
     output: str
-    latency_s: float
+    latency_s: float | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     flops: float = 0.0
@@ -42,6 +45,7 @@ class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cache_hits: int = 0
     cache_misses: int = 0
     error: str | None = None
+    latency_replayed: bool = False
 
     @property
     def tokens(self) -> int:
@@ -49,16 +53,19 @@ class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class LatencyStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """End-to-end latency of graph runs in seconds."""
+    """End-to-end latency of graph runs in seconds; `replayed` of the `n` runs replayed nodes."""
 
     n: int
     mean_s: float
     p50_s: float
     p95_s: float
     max_s: float
+    replayed: int = 0
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> LatencyStats | None:
+    def of(cls, results: Sequence[QuestionResult]) -> LatencyStats | None:
+        """Over the results whose latency is known; None if there are none."""
+        values = [r.latency_s for r in results if r.latency_s is not None]
         if not values:
             return None
         return cls(
@@ -67,6 +74,7 @@ class LatencyStats(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             p50_s=percentile(values, 50),
             p95_s=percentile(values, 95),
             max_s=max(values),
+            replayed=sum(r.latency_replayed for r in results if r.latency_s is not None),
         )
 
 
@@ -88,11 +96,13 @@ class EvalReport(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A graph evaluated on questions of a task.
 
     `accuracy` counts failed questions as wrong. `latency` is over the questions whose run
-    succeeded; cache hits return at once, so with the cache on it understates the graph's
-    latency: `latency_uncached` (runs without any hit) is the honest figure, and an evaluation
-    with the cache off measures it on every question. Means of FLOPs and tokens are per
-    question over successful runs; they do not depend on the cache (a hit replays the token
-    counts of the original call).
+    succeeded and whose latency is known: cache hits return at once, so a run that had any is
+    timed by its critical path over the recorded times of its replayed nodes and the measured
+    times of its live ones (`LatencyStats.replayed` counts those runs); a replayed node without
+    a recorded time leaves its run's latency unknown. `latency_uncached` is over the runs
+    without any hit, all measured live. Means of FLOPs and tokens are per question over
+    successful runs; they do not depend on the cache (a hit replays the token counts of the
+    original call).
     """
 
     graph: str
@@ -150,8 +160,8 @@ def summarize(
         ),
         correct=correct,
         errors=n - len(ok),
-        latency=LatencyStats.of([r.latency_s for r in ok]),
-        latency_uncached=LatencyStats.of([r.latency_s for r in ok if not r.cache_hits]),
+        latency=LatencyStats.of(ok),
+        latency_uncached=LatencyStats.of([r for r in ok if not r.cache_hits]),
         mean_flops=fmean(r.flops for r in ok) if ok else 0.0,
         mean_prompt_tokens=fmean(r.prompt_tokens for r in ok) if ok else 0.0,
         mean_completion_tokens=fmean(r.completion_tokens for r in ok) if ok else 0.0,
@@ -191,11 +201,13 @@ def load_report(path: str | os.PathLike[str]) -> EvalReport:
 
 def with_measurements(artifact: GraphArtifact, report: EvalReport) -> GraphArtifact:
     """`artifact` with the report's accuracy (replacing one on the same split) and, when the
-    report measured it, its uncached latency: what an optimizer or a user records in the graph
-    it serves."""
+    report knows it, its latency (replayed if any run's was): what an optimizer or a user
+    records in the graph it serves."""
     accuracy = tuple(a for a in artifact.accuracy if a.split != report.split)
     latency = artifact.latency
-    if report.latency_uncached is not None:
-        stats = report.latency_uncached
-        latency = Latency(p50_s=stats.p50_s, p95_s=stats.p95_s, n=stats.n)
+    if report.latency is not None:
+        stats = report.latency
+        latency = Latency(
+            p50_s=stats.p50_s, p95_s=stats.p95_s, n=stats.n, replayed=stats.replayed > 0
+        )
     return msgspec.structs.replace(artifact, accuracy=(*accuracy, report.accuracy), latency=latency)

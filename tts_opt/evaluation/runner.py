@@ -16,6 +16,7 @@ from tts_opt.evaluation.cache import NodeCache
 from tts_opt.evaluation.caching_engine import CachingEngine
 from tts_opt.evaluation.report import CacheStats, EvalReport, QuestionResult, summarize
 from tts_opt.graph.schema import GraphArtifact
+from tts_opt.runtime.critical_path import run_latency_s
 from tts_opt.runtime.executor import FailurePolicy, GraphRunner
 from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
@@ -97,7 +98,8 @@ async def _evaluate_question(
 ) -> QuestionResult:
     """Run and score one question. Wrappers are per question, so their counters are the
     question's cache use. Scoring happens outside the gate: a slow scorer (a code sandbox)
-    does not hold back engine work."""
+    does not hold back engine work. A failed run that had cache hits has no known latency:
+    its replayed nodes took no time and it left no trace to time them by."""
     wrapped = {} if cache is None else {m: CachingEngine(e, cache) for m, e in engines.items()}
     base = QuestionResult(
         id=question.id,
@@ -114,17 +116,20 @@ async def _evaluate_question(
             conversation = [ChatMessage("user", question.prompt)]
             finished = await runner.run(conversation, request_id=request_id)
         except Exception as exc:  # any failure of one question is that question's result
+            counts = _cache_counts(wrapped)
             return msgspec.structs.replace(
                 base,
-                latency_s=time.perf_counter() - start,
+                latency_s=None if counts["cache_hits"] else time.perf_counter() - start,
+                latency_replayed=counts["cache_hits"] > 0,
                 error=_describe(exc),
-                **_cache_counts(wrapped),
+                **counts,
             )
     trace = finished.trace
     ran = msgspec.structs.replace(
         base,
         output=finished.answer,
-        latency_s=trace.total_s,
+        latency_s=run_latency_s(trace, runner.plan),
+        latency_replayed=trace.replayed,
         prompt_tokens=trace.usage.prompt_tokens,
         completion_tokens=trace.usage.completion_tokens,
         flops=trace.flops,

@@ -63,7 +63,8 @@ def to_text(a: GraphArtifact) -> str:
         )
     if a.latency is not None:
         lat = a.latency
-        lines.append(f"latency: p50 {lat.p50_s:.3g} s, p95 {lat.p95_s:.3g} s (n={lat.n})")
+        replayed = ", replayed" if lat.replayed else ""
+        lines.append(f"latency: p50 {lat.p50_s:.3g} s, p95 {lat.p95_s:.3g} s (n={lat.n}{replayed})")
     if a.baseline is not None:
         lines.append(f"against the single model: {a.baseline.summary}")
         if (test := a.baseline.test) is not None:

@@ -99,11 +99,13 @@ class Accuracy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Measured end-to-end latency of the graph in seconds."""
+    """Measured end-to-end latency of the graph in seconds. `replayed`: some runs replayed
+    cached nodes, and their latency is the critical path over the nodes' recorded times."""
 
     p50_s: float
     p95_s: float
     n: int
+    replayed: bool = False
 
 
 class PairedComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

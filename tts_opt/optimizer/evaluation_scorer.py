@@ -2,9 +2,10 @@
 
 Engines start on first use (in the search's event loop) and stay up for the whole search; with a
 node cache, a node already run with the same prompt and seed is replayed, so re-evaluating a
-finalist or a graph that shares nodes with earlier ones costs little. Latency comes from the runs
-without cache hits (a hit returns at once and would flatter the graph); when every run had one,
-the measurement says that no latency was measured.
+finalist or a graph that shares nodes with earlier ones costs little. A replayed node returns at
+once, so the latency of a run that replays some is its critical path over the nodes' recorded
+times (the measurement says so: `latency_replayed`); it is unknown only where a replayed node's
+time was not recorded.
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ class EvaluationScorer:
             concurrency=self.concurrency,
             seed=self.seed,
         )
-        latency = report.latency_uncached  # runs with a cache hit would flatter the graph
+        latency = report.latency
+        latencies = [result.latency_s for result in report.results]
         return Measurement(
             accuracy=report.accuracy.value,
             n=report.n,
@@ -70,6 +72,8 @@ class EvaluationScorer:
             flops=report.mean_flops,
             tokens=round(report.mean_tokens * report.n),
             outcomes=tuple(result.correct for result in report.results),
+            latencies_s=() if None in latencies else tuple(t for t in latencies if t is not None),
+            latency_replayed=latency is not None and latency.replayed > 0,
         )
 
     async def close(self) -> None:

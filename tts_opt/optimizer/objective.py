@@ -25,8 +25,7 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     n: int
     ci_low: float
     ci_high: float
-    # None when every run replayed cached nodes: a replay returns at once, so there was no
-    # latency to measure.
+    # None when no run's latency is known (replayed nodes whose times were not recorded).
     latency_p50_s: float | None
     latency_p95_s: float | None
     flops: float
@@ -35,6 +34,8 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     outcomes: tuple[bool, ...] = ()
     # Per question latency in the order of `outcomes`; empty when not every one is known.
     latencies_s: tuple[float, ...] = ()
+    # Some latency is the critical path over replayed nodes' recorded times, not a measurement.
+    latency_replayed: bool = False
 
     def head(self, k: int) -> Measurement:
         """This measurement on its first `k` questions (tokens pro rata; latency percentiles
@@ -87,6 +88,7 @@ class Measurement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             tokens=self.tokens + more.tokens,
             outcomes=outcomes,
             latencies_s=latencies,
+            latency_replayed=self.latency_replayed or more.latency_replayed,
         )
 
 
@@ -112,8 +114,7 @@ class Objective(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     `accuracy`: utility = accuracy. `accuracy-latency`: utility = accuracy - latency_weight *
     p50 latency (seconds), and a graph whose p50 exceeds `latency_limit_s` loses 1 (infeasible:
-    below every graph within the limit). A latency objective cannot rank an unmeasured latency:
-    its searches run without the node cache.
+    below every graph within the limit).
     """
 
     kind: ObjectiveKind = "accuracy"

@@ -137,7 +137,10 @@ def plot_curves(results: Sequence[SearchResult], path: Path) -> Path:
 
 
 def _latency(m: Measurement, unit: bool = True) -> str:
-    """p50 latency; "-" where every run replayed cached nodes (no latency was measured)."""
+    """p50 latency, "replayed" when it comes from replayed nodes' recorded times; "-" where it is
+    unknown (replayed nodes whose times were not recorded)."""
     if m.latency_p50_s is None:
         return "-"
-    return f"{m.latency_p50_s:.3g}{' s' if unit else ''}"
+    return (
+        f"{m.latency_p50_s:.3g}{' s' if unit else ''}{' (replayed)' if m.latency_replayed else ''}"
+    )

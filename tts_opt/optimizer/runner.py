@@ -118,9 +118,11 @@ def final_artifact(
     artifact = space.artifact(
         winner.candidate,
         accuracy=(_accuracy("val", winner), _accuracy("test", test)),
-        latency=Latency(p50_s=p50, p95_s=p95, n=test.measurement.n)
+        latency=Latency(
+            p50_s=p50, p95_s=p95, n=test.measurement.n, replayed=test.measurement.latency_replayed
+        )
         if p50 is not None and p95 is not None
-        else None,  # unknown, rather than the time of a cache replay
+        else None,  # unknown: replayed nodes whose times were not recorded
         flops=graph_flops(draft),
         baseline=_baseline_comparison(selection, settings.baseline_alpha),
         provenance=Provenance(

@@ -117,18 +117,20 @@ ScorerFactory = Callable[[Task, SearchSpace, SearchRequest], GraphScorer]
 
 
 def real_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
-    """Engines from the pool config (default: the embedded models), the node cache unless off.
-
-    A replayed node takes no time, so a latency objective runs without the cache."""
+    """Engines from the pool config (default: the embedded models), the node cache unless off;
+    a latency objective replays only samples with a recorded time."""
     from tts_opt.engines.pool import EnginePool, load_pool_config
     from tts_opt.evaluation import NodeCache
     from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
 
     pool = EnginePool(load_pool_config(request.engines))
     models = [m.name for m in space.pool]
-    cache = request.cache and request.objective != "accuracy-latency"
+    timed_only = request.objective == "accuracy-latency"
     return EvaluationScorer(
-        task, lambda: pool.start(models), pool.close, cache=NodeCache() if cache else None
+        task,
+        lambda: pool.start(models),
+        pool.close,
+        cache=NodeCache(timed_only=timed_only) if request.cache else None,
     )
 
 

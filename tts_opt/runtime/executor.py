@@ -229,15 +229,20 @@ class _GraphRun:
     ) -> _CallResult:
         tally = SampleTally(params.n)
         first_token_s: float | None = None
+        recorded: list[float | None] = []
         request_id = f"{self.request_id}-{index}-{attempt}"
         async for delta in engine.generate(request_id, messages, params):
             if first_token_s is None and delta.text:
                 first_token_s = self.now()
+            if delta.replayed:
+                recorded.append(delta.recorded_s)
             tally.add(delta)
             if call.is_sink and delta.text:
                 self.sink_streamed = True
                 self.events.put_nowait(SinkDelta(delta.text))
-        return _CallResult(tally.result(), first_token_s)
+        known = [t for t in recorded if t is not None]
+        recorded_s = max(known) if recorded and len(known) == len(recorded) else None
+        return _CallResult(tally.result(), first_token_s, bool(recorded), recorded_s)
 
     def record(
         self, call: CallGroup, result: _CallResult, ready_s: float, start_s: float, attempts: int
@@ -267,6 +272,8 @@ class _GraphRun:
                 else 0.0,
                 attempts=attempts,
                 batch_size=len(call.nodes),
+                replayed=result.replayed,
+                recorded_s=result.recorded_s,
             )
             self.traces.append(trace)
             self.events.put_nowait(NodeFinished(trace))
@@ -308,6 +315,8 @@ class _GraphRun:
 class _CallResult(msgspec.Struct):
     generation: GenerationResult
     first_token_s: float | None
+    replayed: bool
+    recorded_s: float | None
 
 
 def _covered_time(intervals: list[tuple[float, float]]) -> float:

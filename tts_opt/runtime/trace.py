@@ -11,7 +11,11 @@ NodeStatus = Literal["ok", "failed", "cancelled"]
 
 class NodeTrace(msgspec.Struct, frozen=True):
     """Times are seconds since the run started: `ready_s` when its inputs were complete (it was
-    queued), `start_s` when its engine request was sent, `first_token_s` and `end_s`."""
+    queued), `start_s` when its engine request was sent, `first_token_s` and `end_s`.
+
+    `replayed` says the engine replayed samples of the node's call instead of generating them
+    (a cache); those took no time now, and `recorded_s` is the longest generation time recorded
+    for them (None: not recorded), what the call would have taken live."""
 
     node: str
     model: str
@@ -27,6 +31,18 @@ class NodeTrace(msgspec.Struct, frozen=True):
     attempts: int
     batch_size: int
     error: str | None = None
+    replayed: bool = False
+    recorded_s: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        """How long the node takes from its inputs being ready to its answer: measured, or for
+        a replayed call the longer of its recorded and its measured time (a call may replay
+        some samples and generate others). None when a replayed sample's time is unknown."""
+        measured = self.end_s - self.ready_s
+        if not self.replayed:
+            return measured
+        return None if self.recorded_s is None else max(measured, self.recorded_s)
 
 
 class Usage(msgspec.Struct, frozen=True):
@@ -54,6 +70,11 @@ class RunTrace(msgspec.Struct, frozen=True):
     flops: float
     total_s: float
     engine_s: float
+
+    @property
+    def replayed(self) -> bool:
+        """Some node replayed samples: `total_s` is then not the graph's latency."""
+        return any(node.replayed for node in self.nodes)
 
     @property
     def overhead_s(self) -> float:
