@@ -26,7 +26,8 @@ class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One question. `error` is set when the run or the scoring failed (then `correct` is
     false); `reason` is the scorer's word on a wrong answer. Tokens, FLOPs and latency are those
     of the graph run (summed over its nodes; FLOPs from the measured token counts); `cache_hits`
-    and `cache_misses` count node samples replayed from / added to the node-output cache."""
+    and `cache_misses` count node samples replayed from / added to the node-output cache;
+    `early_exit` says the sink was skipped, its inputs having agreed (the artifact's rule)."""
 
     id: str
     correct: bool
@@ -41,6 +42,7 @@ class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str = ""
     cache_hits: int = 0
     cache_misses: int = 0
+    early_exit: bool = False
     error: str | None = None
 
     @property
