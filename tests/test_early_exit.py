@@ -24,6 +24,7 @@ from server_support import (
     write_artifacts,
 )
 
+from tts_opt.cli.display import trace_table
 from tts_opt.engines.base import ChatMessage, SampleDelta, SamplingParams
 from tts_opt.engines.scripted import RecordedRequest, Reply, ScriptedEngine
 from tts_opt.graph import (
@@ -260,3 +261,9 @@ async def test_the_server_counts_early_exits_per_profile_and_traces_them(tmp_pat
         "agreeing": ["a", "b"],
     }
     assert 'tts_early_exits_total{profile="math@100"} 2.0' in metrics
+
+
+async def test_the_trace_table_of_tts_opt_run_says_the_sink_did_not_run():
+    result = await GraphRunner(fan_in(2, quorum=2), engines(["The answer is 4"])).run(ASK)
+    caption = str(trace_table(result.trace).caption)
+    assert caption.endswith("; early exit: a0, a1 agreed on 4 (quorum 2), the sink did not run")
