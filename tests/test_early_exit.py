@@ -29,6 +29,7 @@ from tts_opt.engines.base import ChatMessage, SampleDelta, SamplingParams
 from tts_opt.engines.scripted import RecordedRequest, Reply, ScriptedEngine
 from tts_opt.graph import (
     AnswerExtractor,
+    Decoding,
     EarlyExit,
     GraphError,
     decode_artifact,
@@ -83,6 +84,16 @@ async def test_agreeing_inputs_skip_the_sink_and_answer_with_the_first_to_agree(
     assert [(t.node, t.status) for t in trace.nodes] == [("a0", "ok"), ("a1", "ok"), ("a2", "ok")]
     assert trace.usage.completion_tokens == 4 + 6 + 4  # the assistants only
     assert trace.flops == pytest.approx(sum(t.flops for t in trace.nodes))
+
+
+async def test_greedy_copies_of_one_sample_are_inputs_that_agree():
+    # Greedy decoding gives identical assistants one shared sample: the fuser would read it 3 times.
+    artifact = msgspec.structs.replace(fan_in(3, quorum=3), decoding=Decoding(temperature=0))
+    pool = engines(["The answer is 4", "The answer is 5"])
+    result = await GraphRunner(artifact, pool).run(ASK)
+    assert [r.params.n for r in pool[SMALL].requests] == [1]
+    assert pool[LARGE].requests == []
+    assert result.trace.early_exit == EarlyExitTrace("4", 3, ("a0", "a1", "a2"))
 
 
 async def test_disagreeing_inputs_run_the_fuser():
