@@ -8,7 +8,7 @@ import msgspec
 from graph_factory import make_artifact
 
 from tts_opt.engines.base import ChatMessage, SampleDelta, SamplingParams
-from tts_opt.engines.scripted import ScriptedEngine
+from tts_opt.engines.scripted import Reply, ScriptedEngine, echo_reply
 from tts_opt.runtime.critical_path import critical_path_s, run_latency_s
 from tts_opt.runtime.executor import GraphRunner
 
@@ -20,8 +20,8 @@ class ReplayingEngine(ScriptedEngine):
     """Test double: a scripted engine whose samples come marked as replayed with a recorded
     generation time, as a cache would send them."""
 
-    def __init__(self, model: str, recorded_s: float | None) -> None:
-        super().__init__(model)
+    def __init__(self, model: str, recorded_s: float | None, reply: Reply = echo_reply) -> None:
+        super().__init__(model, reply)
         self.recorded_s = recorded_s
 
     async def generate(
@@ -87,3 +87,18 @@ async def test_a_replayed_node_without_a_recorded_time_has_an_unknown_latency() 
     fuser = next(node for node in trace.nodes if node.node == "f")
     assert fuser.replayed and fuser.duration_s is None
     assert run_latency_s(trace, runner.plan) is None
+
+
+async def test_a_replayed_run_that_exited_early_ends_with_its_agreeing_inputs() -> None:
+    """Both assistants replay (2 s recorded) and agree: the fuser never runs, so the latency is
+    theirs alone."""
+    from tts_opt.graph import AnswerExtractor, EarlyExit
+
+    artifact = msgspec.structs.replace(
+        make_artifact(), early_exit=EarlyExit(AnswerExtractor("numeric"), 2)
+    )
+    engine = ReplayingEngine(SMALL, 2.0, lambda messages, index: "The answer is 3")
+    runner = GraphRunner(artifact, {SMALL: engine, LARGE: ScriptedEngine(LARGE)})
+    trace = (await runner.run(QUESTION)).trace
+    assert trace.early_exit is not None and trace.replayed
+    assert run_latency_s(trace, runner.plan) == 2.0

@@ -45,4 +45,9 @@ def trace_table(trace: RunTrace) -> Table:
         f"tokens {trace.usage.prompt_tokens} in / {trace.usage.completion_tokens} out, "
         f"{trace.flops / 1e12:.2f} TFLOPs"
     )
+    if (exit_ := trace.early_exit) is not None:
+        table.caption += (
+            f"; early exit: {', '.join(exit_.agreeing)} agreed on {exit_.answer} "
+            f"(quorum {exit_.quorum}), the sink did not run"
+        )
     return table

@@ -128,10 +128,14 @@ class SampleTally:
     def finish_reasons(self) -> tuple[str, ...]:
         return tuple(reason or "abort" for reason in self._reasons)
 
+    def sample(self, index: int) -> Sample:
+        """Sample `index` as it stands (complete once it has its finish reason)."""
+        reason = self._reasons[index] or "abort"
+        return Sample(index, "".join(self._texts[index]), self._tokens[index], reason)
+
     def result(self) -> GenerationResult:
-        samples = zip(self._texts, self._tokens, self.finish_reasons, strict=True)
         return GenerationResult(
-            samples=tuple(Sample(i, "".join(t), k, r) for i, (t, k, r) in enumerate(samples)),
+            samples=tuple(self.sample(i) for i in range(len(self._texts))),
             prompt_tokens=self.prompt_tokens,
         )
 

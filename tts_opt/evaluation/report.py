@@ -29,7 +29,8 @@ class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     and `cache_misses` count node samples replayed from / added to the node-output cache.
     A run that replayed nodes has `latency_replayed`: its latency is the critical path over the
     nodes' recorded (replayed) and measured (live) times, None when a replayed node's time was
-    not recorded."""
+    not recorded. `early_exit` says the sink was skipped, its inputs having agreed (the
+    artifact's rule)."""
 
     id: str
     correct: bool
@@ -44,6 +45,7 @@ class QuestionResult(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reason: str = ""
     cache_hits: int = 0
     cache_misses: int = 0
+    early_exit: bool = False
     error: str | None = None
     latency_replayed: bool = False
 

@@ -134,6 +134,7 @@ async def _evaluate_question(
         completion_tokens=trace.usage.completion_tokens,
         flops=trace.flops,
         finish_reason=finished.finish_reason,
+        early_exit=trace.early_exit is not None,
         **_cache_counts(wrapped),
     )
     try:

@@ -56,6 +56,12 @@ def to_text(a: GraphArtifact) -> str:
             lines.append(f"    {_label(nodes[node_id])}{refs}{sink}")
     edges = ", ".join(f"{src} -> {dst}" for src, dst in a.edges) or "(none)"
     lines += [f"edges: {edges}", f"sink: {a.sink}"]
+    if (rule := a.early_exit) is not None:
+        pattern = f" {rule.answer.pattern!r}" if rule.answer.kind == "regex" else ""
+        lines.append(
+            f"early exit: skip {a.sink} when {rule.quorum} of its inputs agree on the "
+            f"{rule.answer.kind}{pattern} answer"
+        )
     for acc in a.accuracy:
         lines.append(
             f"accuracy ({acc.split}): {acc.value:.1%} (n={acc.n}, "

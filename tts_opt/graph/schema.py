@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 
 Role = Literal["assistant", "fuser"]
 BudgetUnit = Literal["flops", "usd"]
+AnswerKind = Literal["numeric", "choice", "math", "exact", "regex"]
 
 
 class ModelSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -71,6 +72,26 @@ class Decoding(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+
+
+class AnswerExtractor(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How to read the final answer out of an output, as the task's scorer does (see
+    `tts_opt.tasks.extract`): `numeric` (GSM8K: "The answer is N", compared by value), `choice`
+    (an option letter among the first `options` letters), `math` (the last \\boxed{}), `exact`
+    (the text after the last "Answer:", else the last line) or `regex` (the last match of
+    `pattern`: its group `answer`, else group 1, else the whole match)."""
+
+    kind: AnswerKind
+    pattern: str = ""
+    options: int = 4
+
+
+class EarlyExit(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Answer without running the sink (a fuser) once `quorum` of its inputs have finished with
+    the same extracted answer; the inputs still running are cancelled."""
+
+    answer: AnswerExtractor
+    quorum: int
 
 
 class Budget(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -167,6 +188,7 @@ class GraphArtifact(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sink: str
     templates: RoleTemplates = RoleTemplates()
     decoding: Decoding = Decoding()
+    early_exit: EarlyExit | None = None
     accuracy: tuple[Accuracy, ...] = ()
     latency: Latency | None = None
     flops: float | None = None

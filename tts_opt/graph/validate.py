@@ -1,13 +1,14 @@
 """The rules a graph artifact must satisfy before anything runs it.
 
 `validate` checks everything and raises one GraphError naming the first problem. Checks run in
-dependency order (pool, nodes, edges, topology, roles, prompts, cost) so each can rely on the
-ones before it, e.g. the cost model only ever sees an acyclic graph of known models.
+dependency order (pool, nodes, edges, topology, roles, early exit, prompts, cost) so each can rely
+on the ones before it, e.g. the cost model only ever sees an acyclic graph of known models.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 
 from tts_opt.graph.cost import (
@@ -26,6 +27,7 @@ from tts_opt.graph.topology import (
     topological_order,
 )
 
+MAX_CHOICE_OPTIONS = 10  # option letters A-J, as `tts_opt.tasks.extract` reads them
 BUDGET_REL_TOL = 1e-9
 FLOPS_REL_TOL = 1e-6
 
@@ -135,6 +137,42 @@ def _check_roles(a: GraphArtifact) -> None:
             )
 
 
+def _check_early_exit(a: GraphArtifact) -> None:
+    rule = a.early_exit
+    if rule is None:
+        return
+    sink = next(n for n in a.nodes if n.id == a.sink)
+    if sink.role != "fuser":
+        raise GraphError(
+            f"early exit needs a fuser sink to skip; sink {a.sink!r} is an {sink.role}"
+        )
+    inputs = predecessor_map([n.id for n in a.nodes], a.edges)[a.sink]
+    if not 2 <= rule.quorum <= len(inputs):
+        raise GraphError(
+            f"early exit quorum must be between 2 and the sink's {len(inputs)} inputs, "
+            f"got {rule.quorum}"
+        )
+    answer = rule.answer
+    if answer.kind == "regex":
+        if not answer.pattern:
+            raise GraphError("early exit answer kind 'regex' needs a pattern")
+        try:
+            re.compile(answer.pattern)
+        except re.error as exc:
+            raise GraphError(
+                f"early exit answer pattern {answer.pattern!r} is not a regular expression: {exc}"
+            ) from None
+    elif answer.pattern:
+        raise GraphError(
+            f"early exit answer pattern is only read by kind 'regex', not {answer.kind!r}"
+        )
+    if answer.kind == "choice" and not 2 <= answer.options <= MAX_CHOICE_OPTIONS:
+        raise GraphError(
+            f"early exit answer options must be between 2 and {MAX_CHOICE_OPTIONS}, "
+            f"got {answer.options}"
+        )
+
+
 def _check_settings(a: GraphArtifact) -> None:
     for field, placeholders in REQUIRED_PLACEHOLDERS.items():
         text: str = getattr(a.templates, field)
@@ -193,6 +231,7 @@ def validate(artifact: GraphArtifact) -> None:
         _check_edges,
         _check_topology,
         _check_roles,
+        _check_early_exit,
         _check_settings,
         _check_cost,
     ):

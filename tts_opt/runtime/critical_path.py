@@ -35,8 +35,14 @@ def critical_path_s(
 
 def run_latency_s(trace: RunTrace, plan: ExecutionPlan) -> float | None:
     """The run's end-to-end latency: its wall time if it replayed nothing, else the critical
-    path of `plan` over its nodes' durations (None when a replayed node's time is unknown)."""
+    path of `plan` over its nodes' durations (None when a replayed node's time is unknown).
+    A run that exited early ended when the last of its agreeing inputs finished."""
     if not trace.replayed:
         return trace.total_s
     inputs = {node: group.inputs for group in plan.groups for node in group.nodes}
-    return critical_path_s({t.node: t.duration_s for t in trace.nodes}, inputs, plan.sink)
+    durations = {t.node: t.duration_s for t in trace.nodes}
+    if trace.early_exit is None:
+        return critical_path_s(durations, inputs, plan.sink)
+    ends = [critical_path_s(durations, inputs, node) for node in trace.early_exit.agreeing]
+    known = [end for end in ends if end is not None]
+    return max(known) if len(known) == len(ends) else None

@@ -7,6 +7,12 @@ that consumes it) cancels every call in flight, which aborts the requests on the
 Failure policy: a failed call is retried `retries` times. If it still fails, a non-sink node is
 dropped and its successors go on with the answers that exist (`degrade=True`), unless that leaves a
 fuser with nothing to fuse; a failed sink, or any failure with `degrade=False`, fails the run.
+
+Early exit (an artifact's `early_exit` rule): each input of the sink votes with the answer in its
+output as soon as that sample finishes. When `quorum` votes agree, the run answers with the output
+of the first agreeing input (complete at that moment, and the answer the others confirmed),
+streamed in one delta, cancels every call still running and never starts the sink. Until then,
+or if the quorum is never reached, the run goes on as without the rule.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import itertools
 import time
 import uuid
 from collections.abc import AsyncGenerator, Mapping, Sequence
+from contextlib import aclosing
 
 import msgspec
 
@@ -24,16 +31,16 @@ from tts_opt.engines.base import (
     ChatMessage,
     Engine,
     EngineError,
-    GenerationResult,
     SampleTally,
     SamplingParams,
 )
 from tts_opt.errors import UserError
 from tts_opt.graph.cost import node_flops_measured
 from tts_opt.graph.schema import Decoding, GraphArtifact
+from tts_opt.runtime.agreement import Agreement, Votes
 from tts_opt.runtime.plan import CallGroup, ExecutionPlan, build_plan
 from tts_opt.runtime.prompts import node_messages, split_conversation
-from tts_opt.runtime.trace import NodeTrace, RunTrace, Usage
+from tts_opt.runtime.trace import EarlyExitTrace, NodeTrace, RunTrace, Usage
 
 
 class FailurePolicy(msgspec.Struct, frozen=True):
@@ -148,6 +155,11 @@ class _GraphRun:
         self.usage = Usage()
         self.finish_reason = "stop"
         self.sink_streamed = False
+        rule = runner.artifact.early_exit
+        sink_inputs = next(g.inputs for g in runner.plan.groups if g.is_sink)
+        self.votes = None if rule is None else Votes(rule, sink_inputs)
+        self.agreement: Agreement | None = None
+        self.tasks: list[asyncio.Task[None]] = []
         self.t0 = time.perf_counter()
 
     def now(self) -> float:
@@ -159,9 +171,16 @@ class _GraphRun:
         self.outputs = {node: loop.create_future() for node in plan.order}
         try:
             async with asyncio.TaskGroup() as group:
-                for index, call in enumerate(plan.groups):
+                self.tasks = [
                     group.create_task(self.run_group(index, call))
-            answer = self.outputs[plan.sink].result()
+                    for index, call in enumerate(plan.groups)
+                ]
+            answer: str | None
+            if self.agreement is not None:
+                answer = self.agreement.sample.text
+                self.finish_reason = self.agreement.sample.finish_reason
+            else:
+                answer = self.outputs[plan.sink].result()
             assert answer is not None  # a failed sink raises RunError
             self.events.put_nowait(RunFinished(answer, self.finish_reason, self.trace()))
         except BaseException as exc:  # the consumer re-raises it in its own task
@@ -171,6 +190,10 @@ class _GraphRun:
                 raise
 
     def trace(self) -> RunTrace:
+        agreement, rule = self.agreement, self.runner.artifact.early_exit
+        early_exit = None
+        if agreement is not None and rule is not None:
+            early_exit = EarlyExitTrace(agreement.answer, rule.quorum, agreement.nodes)
         return RunTrace(
             request_id=self.request_id,
             nodes=tuple(sorted(self.traces, key=lambda t: self.runner.plan.order.index(t.node))),
@@ -178,13 +201,14 @@ class _GraphRun:
             flops=sum(t.flops for t in self.traces),
             total_s=self.now(),
             engine_s=_covered_time([(t.start_s, t.end_s) for t in self.traces]),
+            early_exit=early_exit,
         )
 
     async def run_group(self, index: int, call: CallGroup) -> None:
+        if call.inputs:  # `wait`, unlike `gather`, leaves the futures alone when cancelled
+            await asyncio.wait([self.outputs[i] for i in call.inputs])
         references = [
-            answer
-            for answer in await asyncio.gather(*(self.outputs[i] for i in call.inputs))
-            if answer is not None
+            answer for i in call.inputs if (answer := self.outputs[i].result()) is not None
         ]
         ready_s = self.now()
         if call.inputs and not references and call.role == "fuser":
@@ -207,15 +231,22 @@ class _GraphRun:
         engine = self.runner.engines[call.model]
         for attempt in itertools.count(1):
             start_s = self.now()
+            live = _LiveCall(params)
             try:
-                result = await self.call_engine(engine, call, index, attempt, messages, params)
+                await self.call_engine(engine, call, index, attempt, messages, live)
+            except asyncio.CancelledError:
+                if self.agreement is not None:  # cut short by the early exit: what ran counts
+                    self.record(call, live, ready_s, start_s, attempt)
+                raise
             except EngineError as exc:
+                if self.votes is not None:  # samples of a failed request do not count
+                    self.votes.withdraw(call.nodes)
                 # A sink that already streamed text cannot be retried without repeating it.
                 if attempt > self.runner.policy.retries or (call.is_sink and self.sink_streamed):
                     self.fail_group(call, ready_s, attempt, str(exc))
                     return
                 continue
-            self.record(call, result, ready_s, start_s, attempt)
+            self.record(call, live, ready_s, start_s, attempt)
             return
 
     async def call_engine(
@@ -225,45 +256,66 @@ class _GraphRun:
         index: int,
         attempt: int,
         messages: list[ChatMessage],
-        params: SamplingParams,
-    ) -> _CallResult:
-        tally = SampleTally(params.n)
-        first_token_s: float | None = None
-        recorded: list[float | None] = []
+        live: _LiveCall,
+    ) -> None:
+        """Stream one request into `live`; stops early when a finished sample makes a quorum."""
         request_id = f"{self.request_id}-{index}-{attempt}"
-        async for delta in engine.generate(request_id, messages, params):
-            if first_token_s is None and delta.text:
-                first_token_s = self.now()
-            if delta.replayed:
-                recorded.append(delta.recorded_s)
-            tally.add(delta)
-            if call.is_sink and delta.text:
-                self.sink_streamed = True
-                self.events.put_nowait(SinkDelta(delta.text))
-        known = [t for t in recorded if t is not None]
-        recorded_s = max(known) if recorded and len(known) == len(recorded) else None
-        return _CallResult(tally.result(), first_token_s, bool(recorded), recorded_s)
+        deltas = engine.generate(request_id, messages, live.params)
+        async with aclosing(deltas):
+            async for delta in deltas:
+                if live.first_token_s is None and delta.text:
+                    live.first_token_s = self.now()
+                if delta.replayed:
+                    live.recorded.append(delta.recorded_s)
+                live.tally.add(delta)
+                if call.is_sink and delta.text:
+                    self.sink_streamed = True
+                    self.events.put_nowait(SinkDelta(delta.text))
+                if delta.finish_reason is not None and self.vote(call, live, delta.index):
+                    return
+
+    def vote(self, call: CallGroup, live: _LiveCall, index: int) -> bool:
+        """Count finished sample `index` for the nodes it serves; on a quorum, answer with the
+        agreement and cancel every other call (the caller ends its own)."""
+        if self.votes is None:
+            return False
+        sample = live.tally.sample(index)
+        for position, node in enumerate(call.nodes):
+            # Nodes beyond the samples generated share sample 0 (see `record`).
+            if (position if position < live.params.n else 0) != index:
+                continue
+            agreement = self.votes.add(node, sample)
+            if agreement is not None:
+                self.agreement = agreement
+                self.events.put_nowait(SinkDelta(agreement.sample.text))
+                current = asyncio.current_task()
+                for task in self.tasks:
+                    if task is not current:
+                        task.cancel()
+                return True
+        return False
 
     def record(
-        self, call: CallGroup, result: _CallResult, ready_s: float, start_s: float, attempts: int
+        self, call: CallGroup, live: _LiveCall, ready_s: float, start_s: float, attempts: int
     ) -> None:
         end_s = self.now()
         spec = self.runner.specs[call.model]
-        generation = result.generation
+        generation = live.tally.result()
         prompt_tokens = generation.prompt_tokens
         self.usage += Usage(prompt_tokens, generation.output_tokens)
         for position, node in enumerate(call.nodes):
             # Nodes beyond the samples generated share sample 0 and cost nothing more.
             sample = generation.samples[position if position < len(generation.samples) else 0]
             generated = sample.index == position
+            cut = self.agreement is not None and sample.finish_reason == "abort"
             trace = NodeTrace(
                 node=node,
                 model=call.model,
                 role=call.role,
-                status="ok",
+                status="cancelled" if cut else "ok",
                 ready_s=ready_s,
                 start_s=start_s,
-                first_token_s=result.first_token_s,
+                first_token_s=live.first_token_s,
                 end_s=end_s,
                 prompt_tokens=prompt_tokens,
                 output_tokens=sample.output_tokens,
@@ -272,14 +324,14 @@ class _GraphRun:
                 else 0.0,
                 attempts=attempts,
                 batch_size=len(call.nodes),
-                replayed=result.replayed,
-                recorded_s=result.recorded_s,
+                replayed=live.replayed,
+                recorded_s=live.recorded_s,
             )
             self.traces.append(trace)
             self.events.put_nowait(NodeFinished(trace))
             if call.is_sink:
                 self.finish_reason = sample.finish_reason
-            self.outputs[node].set_result(sample.text)
+            self.outputs[node].set_result(None if cut else sample.text)
 
     def fail_group(self, call: CallGroup, ready_s: float, attempts: int, error: str) -> None:
         end_s = self.now()
@@ -312,11 +364,25 @@ class _GraphRun:
             self.outputs[node].set_result(None)
 
 
-class _CallResult(msgspec.Struct):
-    generation: GenerationResult
-    first_token_s: float | None
-    replayed: bool
-    recorded_s: float | None
+class _LiveCall:
+    """One engine request as it streams: read by `record` also when it was cut short."""
+
+    def __init__(self, params: SamplingParams) -> None:
+        self.params = params
+        self.tally = SampleTally(params.n)
+        self.first_token_s: float | None = None
+        self.recorded: list[float | None] = []  # generation times of the replayed samples
+
+    @property
+    def replayed(self) -> bool:
+        return bool(self.recorded)
+
+    @property
+    def recorded_s(self) -> float | None:
+        """The slowest replayed sample's recorded time (the call's nodes are released
+        together); None when one is unknown or nothing was replayed."""
+        known = [t for t in self.recorded if t is not None]
+        return max(known) if known and len(known) == len(self.recorded) else None
 
 
 def _covered_time(intervals: list[tuple[float, float]]) -> float:

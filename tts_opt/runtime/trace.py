@@ -63,13 +63,26 @@ class Usage(msgspec.Struct, frozen=True):
         )
 
 
+class EarlyExitTrace(msgspec.Struct, frozen=True):
+    """The sink did not run: `quorum` of its inputs, `agreeing` (in the order they finished),
+    gave the same `answer` (canonical form), and the run returned the output of the first."""
+
+    answer: str
+    quorum: int
+    agreeing: tuple[str, ...]
+
+
 class RunTrace(msgspec.Struct, frozen=True):
+    """`nodes` are the node calls that were made; with an early exit the sink is not among them
+    and calls it cut short are `cancelled` (their tokens so far counted)."""
+
     request_id: str
     nodes: tuple[NodeTrace, ...]
     usage: Usage
     flops: float
     total_s: float
     engine_s: float
+    early_exit: EarlyExitTrace | None = None
 
     @property
     def replayed(self) -> bool:

@@ -66,6 +66,12 @@ class Metrics:
             registry=r,
         )
         self.flops = Counter("tts_flops", "FLOPs of completed graph runs.", ["profile"], registry=r)
+        self.early_exits = Counter(
+            "tts_early_exits",
+            "Completed graph runs answered without their sink, its inputs having agreed.",
+            ["profile"],
+            registry=r,
+        )
         self.in_flight = Gauge(
             "tts_requests_in_flight", "Admitted requests not yet finished.", ["profile"], registry=r
         )
@@ -92,6 +98,8 @@ class Metrics:
             return
         children.flops.inc(trace.flops)
         children.overhead.observe(trace.overhead_s)
+        if trace.early_exit is not None:
+            children.early_exits.inc()
         for node in trace.nodes:
             if node.status == "ok":
                 key = (profile, node.node, node.role, node.model)
@@ -118,4 +126,5 @@ class ProfileMetrics:
         self.prompt_tokens = metrics.tokens.labels(profile, "prompt")
         self.completion_tokens = metrics.tokens.labels(profile, "completion")
         self.flops = metrics.flops.labels(profile)
+        self.early_exits = metrics.early_exits.labels(profile)
         self.in_flight = metrics.in_flight.labels(profile)

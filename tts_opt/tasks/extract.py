@@ -188,6 +188,18 @@ def final_line_answer(text: str) -> str | None:
     return lines[-1] if lines else None
 
 
+def regex_answer(text: str, pattern: re.Pattern[str]) -> str | None:
+    """The answer `pattern` finds in `text`: at its last match, the group named `answer`, else
+    group 1, else the whole match."""
+    matches = list(pattern.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    if "answer" in pattern.groupindex:
+        return last.group("answer")
+    return last.group(1) if pattern.groups else last.group(0)
+
+
 def normalize_text(text: str) -> str:
     """Case, markdown, quotes, surrounding punctuation and runs of whitespace do not matter."""
     text = re.sub(r"[*`]", "", text).strip().strip("\"'").rstrip(".").strip()

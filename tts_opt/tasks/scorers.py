@@ -23,6 +23,7 @@ from tts_opt.tasks.extract import (
     last_boxed,
     normalize_text,
     parse_number,
+    regex_answer,
 )
 from tts_opt.tasks.sandbox import DEFAULT_LIMITS, SandboxLimits
 from tts_opt.tasks.schema import Question, Score
@@ -147,13 +148,7 @@ class RegexScorer(ExactScorer):
         self.pattern = re.compile(pattern)
 
     def extract(self, output: str, question: Question) -> str | None:
-        matches = list(self.pattern.finditer(output))
-        if not matches:
-            return None
-        last = matches[-1]
-        if "answer" in self.pattern.groupindex:
-            return last.group("answer")
-        return last.group(1) if self.pattern.groups else last.group(0)
+        return regex_answer(output, self.pattern)
 
 
 class CodeScorer:

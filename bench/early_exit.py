@@ -1,0 +1,174 @@
+"""Early exit on agreement, paired (see bench/README.md for results and the machine they ran on).
+
+The GSM8K graph of `results/eval/`, K assistants (one n=K request) into a fuser, all one model,
+evaluated on the same validation questions with the same sample seeds without and with the
+artifact's `early_exit` rule (numeric answers, quorum Q). Until a quorum forms the rule changes
+nothing, so the assistants' samples are the same in both runs (up to the engine's batch-dependent
+arithmetic) and the pairs differ where the rule returned an agreeing assistant's answer instead
+of the fuser's. Printed: accuracy, tokens and FLOPs per query, p50/p95 latency and wall time of
+each run, their ratios, how often the rule fired, and the paired accuracy difference (with minus
+without) with its 95% interval and the exact McNemar p-value.
+
+The node-output cache is off, so every latency is a real run (a replayed sample would return at
+once). A warm-up evaluation on other questions runs first. The run with the rule goes first: any
+warmth the engines keep from it (prefix cache) favours the run without, so the latency saving is
+not overstated.
+
+    python bench/early_exit.py [--questions 60] [--quorum 2] [--width 3]
+        [--model qwen2.5-coder-1.5b] [--max-tokens 512] [--concurrency 8] [--engines FILE]
+        [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+
+from tts_opt.engines.base import Engine
+from tts_opt.engines.pool import EnginePool, PoolConfig, load_pool_config
+from tts_opt.evaluation import EvalReport, evaluate, model_spec, parallel_graph, save_report
+from tts_opt.evaluation.stats import mcnemar_exact, paired_difference_interval
+from tts_opt.graph.schema import AnswerExtractor, EarlyExit, GraphArtifact
+from tts_opt.graph.validate import validate
+from tts_opt.tasks import get_task
+from tts_opt.tasks.schema import Question
+from tts_opt.tasks.task import Task
+
+WARMUP = 2  # questions of the warm-up evaluation (not among the measured ones)
+
+
+def with_rule(graph: GraphArtifact, quorum: int) -> GraphArtifact:
+    rule = EarlyExit(AnswerExtractor("numeric"), quorum)
+    return msgspec.structs.replace(
+        graph, early_exit=rule, description=f"{graph.description}, early exit quorum {quorum}"
+    )
+
+
+async def paired_runs(
+    graph: GraphArtifact,
+    quorum: int,
+    task: Task,
+    questions: Sequence[Question],
+    engines: Mapping[str, Engine],
+    *,
+    concurrency: int,
+    max_tokens: int | None,
+) -> tuple[EvalReport, EvalReport]:
+    """(without, with) the rule, on the same questions and seeds, cache off; the rule first."""
+
+    async def run(artifact: GraphArtifact, label: str) -> EvalReport:
+        return await evaluate(
+            artifact,
+            task,
+            questions,
+            engines,
+            concurrency=concurrency,
+            max_tokens=max_tokens,
+            seed=0,
+            label=label,
+        )
+
+    ruled = await run(with_rule(graph, quorum), f"early exit, quorum {quorum}")
+    plain = await run(graph, "no early exit")
+    return plain, ruled
+
+
+def print_comparison(plain: EvalReport, ruled: EvalReport) -> None:
+    print(
+        f"{'run':<24}{'acc':>7}{'tokens/q':>10}{'GFLOPs/q':>10}{'p50 s':>8}{'p95 s':>8}"
+        f"{'wall s':>8}{'exits':>7}{'errors':>7}"
+    )
+    for report in (plain, ruled):
+        latency = report.latency
+        p50, p95 = (latency.p50_s, latency.p95_s) if latency else (float("nan"),) * 2
+        exits = sum(r.early_exit for r in report.results)
+        print(
+            f"{report.graph:<24}{report.accuracy.value:>7.1%}{report.mean_tokens:>10.0f}"
+            f"{report.mean_flops / 1e9:>10.0f}{p50:>8.1f}{p95:>8.1f}{report.wall_s:>8.0f}"
+            f"{exits:>7}{report.errors:>7}"
+        )
+    if plain.latency and ruled.latency:
+        print(
+            f"with / without: tokens {ruled.mean_tokens / plain.mean_tokens:.2f}, FLOPs "
+            f"{ruled.mean_flops / plain.mean_flops:.2f}, p50 "
+            f"{ruled.latency.p50_s / plain.latency.p50_s:.2f}, p95 "
+            f"{ruled.latency.p95_s / plain.latency.p95_s:.2f}, wall "
+            f"{ruled.wall_s / plain.wall_s:.2f}"
+        )
+    pairs = list(zip(ruled.results, plain.results, strict=True))
+    assert all(r.id == p.id for r, p in pairs), "the runs must answer the same questions"
+    wins = sum(r.correct and not p.correct for r, p in pairs)
+    losses = sum(p.correct and not r.correct for r, p in pairs)
+    low, high = paired_difference_interval(wins, losses, len(pairs))
+    print(
+        f"accuracy with - without: {(wins - losses) / len(pairs):+.1%} (95% CI {low:+.1%} to "
+        f"{high:+.1%}), McNemar p = {mcnemar_exact(wins, losses):.3g}; {wins} questions right "
+        f"only with the rule, {losses} only without, n = {len(pairs)}"
+    )
+    exited = [(r, p) for r, p in pairs if r.early_exit]
+    if exited:
+        print(
+            f"on the {len(exited)} early-exited questions: agreeing answer right "
+            f"{sum(r.correct for r, _ in exited)}, fuser right {sum(p.correct for _, p in exited)}"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--questions", type=int, default=60)
+    parser.add_argument("--quorum", type=int, default=2)
+    parser.add_argument("--width", type=int, default=3, help="assistants into the fuser")
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="every node's model")
+    parser.add_argument("--max-tokens", type=int, help="per node (default: the graph's, 512)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--engines", type=Path, help="engine pool config (default: embedded)")
+    parser.add_argument("--out", type=Path, help="also write both evaluation reports here")
+    args = parser.parse_args()
+    print("command: python bench/early_exit.py " + shlex.join(sys.argv[1:]))
+
+    task = get_task("gsm8k")
+    picked = task.split("val", WARMUP + args.questions)
+    warmup, questions = picked[:WARMUP], picked[WARMUP:]
+    pool_config = PoolConfig() if args.engines is None else load_pool_config(args.engines)
+    spec = model_spec(args.model, pool_config)
+    graph = parallel_graph(task, [spec] * args.width, spec)
+    validate(with_rule(graph, args.quorum))  # a bad quorum fails here, before any engine starts
+    print(
+        f"task gsm8k val, {len(questions)} questions, {args.width} x {spec.name} -> "
+        f"{spec.name} fuser, quorum {args.quorum}, concurrency {args.concurrency}, cache off"
+    )
+
+    pool = EnginePool(pool_config)
+    started = time.perf_counter()
+    engines = await pool.start([spec.name])
+    print(f"engines up in {time.perf_counter() - started:.0f} s")
+    try:
+        await evaluate(
+            graph, task, warmup, engines, concurrency=args.concurrency, max_tokens=args.max_tokens
+        )
+        plain, ruled = await paired_runs(
+            graph,
+            args.quorum,
+            task,
+            questions,
+            engines,
+            concurrency=args.concurrency,
+            max_tokens=args.max_tokens,
+        )
+    finally:
+        await pool.close()
+    print_comparison(plain, ruled)
+    if args.out is not None:
+        for name, report in (("no_early_exit", plain), (f"early_exit_q{args.quorum}", ruled)):
+            print(f"wrote {save_report(report, args.out / f'{name}.json')}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
