@@ -335,10 +335,11 @@ def vllm_env() -> dict[str, str]:
     }
 
 
-def tts_config(directory: Path, port: int, engine: str) -> Path:
+def tts_config(directory: Path, port: int, engine: str, keepalive_s: float | None = None) -> Path:
     path = directory / f"server-{port}.toml"
+    keepalive = "" if keepalive_s is None else f"keepalive_s = {keepalive_s}\n"
     path.write_text(
-        f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n'
+        f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n{keepalive}'
         "[limits]\nmax_concurrent_requests = 256\n" + engine
     )
     return path
