@@ -12,10 +12,11 @@
     set up like the vLLM server, and tts-opt in front of that vLLM server (remote `openai` engine:
     the proxy overhead). Throughput and latency ratios over vLLM.
 
-(c) load: open-loop load (bench/open_loop.py) on a one-node profile and a graph profile, at
+(d) load: open-loop load (bench/open_loop.py) on a one-node profile and a graph profile, at
     multiples of each profile's capacity, measured first in the same run by a closed loop that
     saturates the server; the scripted engine (a test double: the server's own capacity) or
     tts-opt's in-process vLLM engine. Per load level: outcomes and e2e and TTFT percentiles.
+(c) is bench/long_prompts.py; (e), vLLM's own load tool, bench/vllm_serve_compare.py.
 
     python bench/server.py overhead [--requests 2000] [--concurrency 1 16 128]
     python bench/server.py vllm [--model gemma-3-270m] [--requests 16] [--max-tokens 64]
@@ -553,11 +554,11 @@ def report_vllm(samples: dict[str, Sample], engines: dict[str, EngineView]) -> N
         )
 
 
-# (c) open-loop load ---------------------------------------------------------------------------
+# (d) open-loop load ---------------------------------------------------------------------------
 
 
 class LoadPlan(msgspec.Struct, frozen=True):
-    """The same for every profile of (c)."""
+    """The same for every profile of (d)."""
 
     multiples: tuple[float, ...]  # of the profile's measured capacity
     requests: int  # per load level (the schedule's bound in count)
@@ -605,7 +606,7 @@ def load_server(engine: str, model: str, directory: Path) -> Iterator[str]:
 
 async def under_load(engine: str, model: str, profiles: list[str], plan: LoadPlan) -> None:
     print(
-        f"(c) open-loop load, {'scripted engine (a test double)' if engine == SCRIPTED else model}"
+        f"(d) open-loop load, {'scripted engine (a test double)' if engine == SCRIPTED else model}"
         f": up to {plan.requests} requests or {plan.duration_s:g} s per level, seed {plan.seed}, "
         f"timeout {plan.timeout_s:g} s, max_tokens {plan.max_tokens}"
         + (f", bursts {msgspec.structs.asdict(plan.burst)}" if plan.burst else ", Poisson")
@@ -663,7 +664,7 @@ def main() -> None:
     b.add_argument("--max-tokens", type=int, default=64)
     b.add_argument("--concurrency", type=int, default=8, help="also the engines' max_num_seqs")
     b.add_argument("--rounds", type=int, default=8, help="short rounds: see report_vllm")
-    c = commands.add_parser("load", help="(c) open-loop load at multiples of capacity")
+    c = commands.add_parser("load", help="(d) open-loop load at multiples of capacity")
     c.add_argument("--engine", choices=[SCRIPTED, "vllm"], default=SCRIPTED)
     c.add_argument("--model", default="gemma-3-270m", help="with --engine vllm: an embedded model")
     c.add_argument("--profiles", nargs="+", choices=[PROFILE, GRAPH_PROFILE])
