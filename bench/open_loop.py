@@ -53,7 +53,8 @@ class Schedule(msgspec.Struct, frozen=True):
         return self.rate * b.multiple * b.on_s / (b.on_s + b.off_s)
 
 
-def _check(schedule: Schedule) -> None:
+def check_schedule(schedule: Schedule) -> None:
+    """Raise ScheduleError for a field that is out of range."""
     positive = {"rate": schedule.rate, "duration_s": schedule.duration_s}
     if schedule.burst is not None:
         positive |= msgspec.structs.asdict(schedule.burst)
@@ -71,7 +72,7 @@ def arrival_times(schedule: Schedule) -> list[float]:
     mass accrues only during on periods, at `multiple` x rate. The process is memoryless, so
     carrying what is left of a draw over an off period gives exactly the on/off Poisson process.
     """
-    _check(schedule)
+    check_schedule(schedule)
     rng = random.Random(schedule.seed)
     burst = schedule.burst
     times: list[float] = []

@@ -52,6 +52,7 @@ from open_loop import (
     Reply,
     Schedule,
     arrival_times,
+    check_schedule,
     format_summary,
     open_loop,
     stream_reply,
@@ -703,10 +704,11 @@ def main() -> None:
                 args.max_tokens,
             )
             profiles = args.profiles or [PROFILE, GRAPH_PROFILE]
-            try:
-                asyncio.run(under_load(args.engine, args.model, profiles, plan))
+            try:  # before any server starts; the rates are measured later (any is fine here)
+                check_schedule(Schedule(1.0, plan.requests, plan.duration_s, 0, plan.burst))
             except UserError as error:
                 parser.error(str(error))
+            asyncio.run(under_load(args.engine, args.model, profiles, plan))
         else:
             load = Load(args.requests, args.max_tokens, args.concurrency, args.rounds)
             asyncio.run(against_vllm(args.model, load))
