@@ -34,7 +34,9 @@ from server import (
     tts_config,
     write_graphs,
 )
-from server_load import free_port, percentile, process, wait_ready
+from server_load import free_port, process, wait_ready
+
+from tts_opt.evaluation.stats import percentile
 
 MODEL = "gemma-3-270m"
 PROMPT_LIMIT = 4096

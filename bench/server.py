@@ -12,9 +12,18 @@
     set up like the vLLM server, and tts-opt in front of that vLLM server (remote `openai` engine:
     the proxy overhead). Throughput and latency ratios over vLLM.
 
+(d) load: open-loop load (bench/open_loop.py) on a one-node profile and a graph profile, at
+    multiples of each profile's capacity, measured first in the same run by a closed loop that
+    saturates the server; the scripted engine (a test double: the server's own capacity) or
+    tts-opt's in-process vLLM engine. Per load level: outcomes and e2e and TTFT percentiles.
+(c) is bench/long_prompts.py; (e), vLLM's own load tool, bench/vllm_serve_compare.py.
+
     python bench/server.py overhead [--requests 2000] [--concurrency 1 16 128]
     python bench/server.py vllm [--model gemma-3-270m] [--requests 16] [--max-tokens 64]
         [--concurrency 8] [--rounds 8]
+    python bench/server.py load [--engine scripted|vllm] [--model gemma-3-270m]
+        [--profiles bench bench-graph] [--load 0.5 0.9 1.2] [--requests 200] [--duration 60]
+        [--burst ON_S OFF_S MULTIPLE] [--seed 0] [--timeout 120]
 """
 
 from __future__ import annotations
@@ -28,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -38,6 +47,17 @@ import openai
 import uvicorn
 from litestar import Litestar, Request, Response, get, post
 from litestar.response import Stream
+from open_loop import (
+    Burst,
+    Reply,
+    Schedule,
+    arrival_times,
+    check_schedule,
+    format_summary,
+    open_loop,
+    stream_reply,
+    summarize,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from server_load import (
     Sample,
@@ -45,12 +65,13 @@ from server_load import (
     cpu_seconds,
     descendants_cpu_seconds,
     free_port,
-    percentile,
     process,
     wait_ready,
 )
 
 from tts_opt.engines.scripted import ScriptedEngine
+from tts_opt.errors import UserError
+from tts_opt.evaluation.stats import percentile
 from tts_opt.graph.io import save_artifact
 from tts_opt.graph.schema import (
     SCHEMA_VERSION,
@@ -68,6 +89,7 @@ from tts_opt.server.profiles import ProfileRegistry
 HERE = Path(__file__).resolve()
 SCRIPTED = "scripted"
 PROFILE = "bench"  # the task of the one-node artifact: profile `bench`
+GRAPH_PROFILE = "bench-graph"  # two assistants and a fuser
 JSON = {"content-type": "application/json"}
 
 
@@ -86,9 +108,26 @@ def one_node_graph(spec: ModelSpec) -> GraphArtifact:
     )
 
 
+def fan_in_graph(spec: ModelSpec) -> GraphArtifact:
+    """Two assistants (one n=2 request) feed a fuser, all on `spec.name`: a graph request is
+    two engine calls, the second waiting for the first."""
+    return msgspec.structs.replace(
+        one_node_graph(spec),
+        task=GRAPH_PROFILE,
+        nodes=(
+            Node("a", spec.name, "assistant"),
+            Node("b", spec.name, "assistant"),
+            Node("f", spec.name, "fuser"),
+        ),
+        edges=(("a", "f"), ("b", "f")),
+        sink="f",
+    )
+
+
 def write_graphs(directory: Path, spec: ModelSpec) -> Path:
     directory.mkdir()
-    save_artifact(one_node_graph(spec), directory / f"{PROFILE}.json")
+    for graph in (one_node_graph(spec), fan_in_graph(spec)):
+        save_artifact(graph, directory / f"{graph.task}.json")
     return directory
 
 
@@ -298,10 +337,11 @@ def vllm_env() -> dict[str, str]:
     }
 
 
-def tts_config(directory: Path, port: int, engine: str) -> Path:
+def tts_config(directory: Path, port: int, engine: str, keepalive_s: float | None = None) -> Path:
     path = directory / f"server-{port}.toml"
+    keepalive = "" if keepalive_s is None else f"keepalive_s = {keepalive_s}\n"
     path.write_text(
-        f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n'
+        f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n{keepalive}'
         "[limits]\nmax_concurrent_requests = 256\n" + engine
     )
     return path
@@ -515,6 +555,103 @@ def report_vllm(samples: dict[str, Sample], engines: dict[str, EngineView]) -> N
         )
 
 
+# (d) open-loop load ---------------------------------------------------------------------------
+
+
+class LoadPlan(msgspec.Struct, frozen=True):
+    """The same for every profile of (d)."""
+
+    multiples: tuple[float, ...]  # of the profile's measured capacity
+    requests: int  # per load level (the schedule's bound in count)
+    duration_s: float  # per load level (its bound in time)
+    timeout_s: float  # per request, then it counts as a timeout
+    seed: int
+    burst: Burst | None
+    capacity_concurrency: int  # closed-loop clients that keep the server saturated
+    capacity_requests: int
+    max_tokens: int
+
+
+def load_body(profile: str, i: int, max_tokens: int) -> bytes:
+    """Distinct prompts (no request is served from vLLM's prefix cache alone), the profile's
+    own sampling: a graph's n=2 assistants need it."""
+    return msgspec.json.encode(
+        {"model": profile, "messages": prompt(i), "max_tokens": max_tokens, "stream": True}
+    )
+
+
+@contextlib.contextmanager
+def load_server(engine: str, model: str, directory: Path) -> Iterator[str]:
+    """tts-opt serving both bench profiles on the scripted engine or in-process vLLM; its URL."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if engine == SCRIPTED:
+        graphs = write_graphs(directory / "graphs", ModelSpec(SCRIPTED, 1e9, 16, 2048))
+        command = [sys.executable, str(HERE), "serve-scripted", str(port), str(graphs)]
+        timeout_s: float = 60
+    else:
+        from tts_opt.engines.specs import model_spec
+        from tts_opt.models import pull
+
+        graphs = write_graphs(directory / "graphs", model_spec(model))
+        engine_toml = inprocess_engine(model, pull([model])[model], EngineSettings())
+        config = tts_config(directory, port, engine_toml)
+        tts_opt = str(Path(sys.executable).with_name("tts-opt"))
+        command = [tts_opt, "serve", "--graphs", str(graphs), "--config", str(config)]
+        timeout_s = START_TIMEOUT_S
+    print(f"    server: {shlex.join(command)}")
+    with process(command) as server:
+        wait_ready(server, f"{url}/ready", timeout_s)
+        yield url
+
+
+async def under_load(engine: str, model: str, profiles: list[str], plan: LoadPlan) -> None:
+    print(
+        f"(d) open-loop load, {'scripted engine (a test double)' if engine == SCRIPTED else model}"
+        f": up to {plan.requests} requests or {plan.duration_s:g} s per level, seed {plan.seed}, "
+        f"timeout {plan.timeout_s:g} s, max_tokens {plan.max_tokens}"
+        + (f", bursts {msgspec.structs.asdict(plan.burst)}" if plan.burst else ", Poisson")
+    )
+    with tempfile.TemporaryDirectory() as tmp, load_server(engine, model, Path(tmp)) as url:
+        session = aiohttp.ClientSession(
+            url,
+            # No connection limit: an open loop sends whenever its schedule says.
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        async with session:
+            for profile in profiles:
+                await load_profile(session, profile, plan)
+
+
+async def load_profile(session: aiohttp.ClientSession, profile: str, plan: LoadPlan) -> None:
+    def attempt(i: int) -> Awaitable[Reply]:
+        return stream_reply(session, load_body(profile, i, plan.max_tokens))
+
+    async def must_succeed(i: int) -> None:
+        reply = await attempt(i)
+        if reply.failed:
+            raise RuntimeError(f"{profile}: status {reply.status} in the closed loop")
+
+    concurrency = plan.capacity_concurrency
+    await closed_loop(must_succeed, concurrency, concurrency, Sample())  # warm-up
+    capacity = Sample()
+    await closed_loop(must_succeed, plan.capacity_requests, concurrency, capacity)
+    print(
+        f"    {profile}: capacity {capacity.rps:.2f} req/s ({plan.capacity_requests} requests, "
+        f"closed loop of {concurrency} clients, e2e p50 {percentile(capacity.latencies, 50):.3f} s)"
+    )
+    for multiple in plan.multiples:
+        schedule = Schedule(
+            multiple * capacity.rps, plan.requests, plan.duration_s, plan.seed, plan.burst
+        )
+        outcomes, wall_s = await open_loop(attempt, arrival_times(schedule), plan.timeout_s)
+        print(
+            f"      {multiple:4.2f}x capacity, offered {schedule.mean_rate:7.2f} req/s: "
+            + format_summary(summarize(outcomes, wall_s))
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -528,6 +665,19 @@ def main() -> None:
     b.add_argument("--max-tokens", type=int, default=64)
     b.add_argument("--concurrency", type=int, default=8, help="also the engines' max_num_seqs")
     b.add_argument("--rounds", type=int, default=8, help="short rounds: see report_vllm")
+    c = commands.add_parser("load", help="(d) open-loop load at multiples of capacity")
+    c.add_argument("--engine", choices=[SCRIPTED, "vllm"], default=SCRIPTED)
+    c.add_argument("--model", default="gemma-3-270m", help="with --engine vllm: an embedded model")
+    c.add_argument("--profiles", nargs="+", choices=[PROFILE, GRAPH_PROFILE])
+    c.add_argument("--load", type=float, nargs="+", default=[0.5, 0.9, 1.2], help="x capacity")
+    c.add_argument("--requests", type=int, default=200, help="per load level, at most")
+    c.add_argument("--duration", type=float, default=60.0, help="s per load level, at most")
+    c.add_argument("--burst", type=float, nargs=3, metavar=("ON_S", "OFF_S", "MULTIPLE"))
+    c.add_argument("--seed", type=int, default=0, help="of the arrival schedule")
+    c.add_argument("--timeout", type=float, default=120.0, help="s per request")
+    c.add_argument("--capacity-concurrency", type=int, default=16)
+    c.add_argument("--capacity-requests", type=int, default=64)
+    c.add_argument("--max-tokens", type=int, default=64)
     for name in ("serve-scripted", "serve-bare"):  # the server processes of (a)
         sub = commands.add_parser(name)
         sub.add_argument("port", type=int)
@@ -541,6 +691,24 @@ def main() -> None:
         print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
         if args.command == "overhead":
             asyncio.run(overhead(args.requests, args.concurrency, args.rounds))
+        elif args.command == "load":
+            plan = LoadPlan(
+                tuple(args.load),
+                args.requests,
+                args.duration,
+                args.timeout,
+                args.seed,
+                Burst(*args.burst) if args.burst else None,
+                args.capacity_concurrency,
+                args.capacity_requests,
+                args.max_tokens,
+            )
+            profiles = args.profiles or [PROFILE, GRAPH_PROFILE]
+            try:  # before any server starts; the rates are measured later (any is fine here)
+                check_schedule(Schedule(1.0, plan.requests, plan.duration_s, 0, plan.burst))
+            except UserError as error:
+                parser.error(str(error))
+            asyncio.run(under_load(args.engine, args.model, profiles, plan))
         else:
             load = Load(args.requests, args.max_tokens, args.concurrency, args.rounds)
             asyncio.run(against_vllm(args.model, load))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import socket
 import subprocess
@@ -41,12 +40,6 @@ class Sample(msgspec.Struct):
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.wall_s
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
 
 
 async def closed_loop(

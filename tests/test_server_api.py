@@ -7,7 +7,9 @@ import asyncio
 import time
 from pathlib import Path
 
+import aiohttp
 import httpx
+import msgspec
 import openai
 import pytest
 from server_support import (
@@ -22,6 +24,10 @@ from server_support import (
     serving,
     single_artifact,
     write_artifacts,
+)
+from vllm.benchmarks.lib.endpoint_request_func import (
+    RequestFuncInput,
+    async_request_openai_chat_completions,
 )
 
 from tts_opt.engines.scripted import ScriptedEngine
@@ -100,8 +106,10 @@ async def test_streamed_text_equals_non_streamed_text_sync_and_async(server):
 
     assert text(chunks) == text(sync_chunks) == plain.choices[0].message.content
     assert sync_plain.choices[0].message.content == plain.choices[0].message.content
-    # OpenAI's sequence: role first, content, finish_reason, then the usage chunk.
-    assert chunks[0].choices[0].delta.role == "assistant"
+    # OpenAI's sequence: the role with the first token, content, finish_reason, then usage.
+    first = chunks[0].choices[0].delta
+    assert first.role == "assistant" and first.content == "answer"
+    assert all(c.choices[0].delta.role is None for c in chunks[1:-1])
     assert chunks[-2].choices[0].finish_reason == "stop"
     assert chunks[-1].choices == [] and chunks[-1].usage == plain.usage
     assert all(c.usage is None for c in chunks[:-1])
@@ -124,13 +132,62 @@ async def test_the_sse_stream_is_exact_and_keeps_alive_while_upstream_nodes_run(
                 if line:
                     arrivals.append((time.perf_counter(), line))
     lines = [line for _, line in arrivals]
-    assert lines[0].startswith("data: ") and '"role":"assistant"' in lines[0]
-    assert ": keep-alive" in lines[1:4]  # sent while the assistants were still thinking
+    # Only keep-alive comments while the assistants think: the first chunk is the first token.
+    first = next(i for i, line in enumerate(lines) if line.startswith("data: "))
+    assert first > 0 and set(lines[:first]) == {": keep-alive"}
+    assert '"role":"assistant","content":"answer"' in lines[first]
     assert lines[-1] == "data: [DONE]"
-    content = [(t, line) for t, line in arrivals if '"content":"' in line and "role" not in line]
+    content = [(t, line) for t, line in arrivals if '"content":"' in line]
     finish = next(t for t, line in arrivals if '"finish_reason":"stop"' in line)
     # The first answer token reached the client long before the sink finished.
     assert len(content) > 5 and content[0][0] < finish - 0.15
+
+
+async def test_each_choice_s_role_rides_on_its_first_token_or_precedes_its_finish(graphs):
+    """Load tools time the first chunk with choices as the first token: no role-only chunk
+    may come ahead of the tokens; a choice that produced no text still gets its role."""
+
+    def second_sample_silent(messages, index: int) -> str:
+        return "" if index == 1 else "four it is"
+
+    engines = {SMALL: ScriptedEngine(SMALL, second_sample_silent), LARGE: ScriptedEngine(LARGE)}
+    app, _ = make_app(graphs, engines)
+    async with serving(app) as url:
+        _, client = clients(url)
+        stream = await client.chat.completions.create(
+            model=SMALL, messages=QUESTION, n=2, temperature=0.5, stream=True
+        )
+        deltas = [(c.choices[0].index, c.choices[0]) async for c in stream if c.choices]
+    first_index, first = deltas[0]
+    assert (first_index, first.delta.role, first.delta.content) == (0, "assistant", "four")
+    roles = [(i, c.delta.content) for i, c in deltas if c.delta.role == "assistant"]
+    assert roles == [(0, "four"), (1, "")]
+    silent = [c for i, c in deltas if i == 1]
+    assert silent[0].delta.role == "assistant" and silent[-1].finish_reason is not None
+
+
+async def test_vllms_benchmark_client_times_the_first_token_not_the_headers(graphs):
+    """`vllm bench serve`'s own request function, as it measures TTFT and tokens."""
+    engines = scripted_engines(first_token_delay_s=0.3)
+    # No keep-alive during the delay: vLLM 0.32's client strips each read before buffering it,
+    # so a comment that arrives alone swallows the frames after it.
+    app, _ = make_app(graphs, engines, msgspec.structs.replace(config(), keepalive_s=60))
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        plain = await clients(url)[1].chat.completions.create(model="math@2", messages=QUESTION)
+        request = RequestFuncInput(
+            prompt=QUESTION[0]["content"],
+            api_url=f"{url}/v1/chat/completions",
+            prompt_len=1,
+            output_len=16,
+            model="math@2",
+        )
+        measured = await async_request_openai_chat_completions(request, session)
+    assert measured.success, measured.error
+    assert measured.generated_text == plain.choices[0].message.content
+    assert measured.output_tokens == plain.usage.completion_tokens
+    assert measured.ttft >= 0.3  # the first token's chunk, not the response's headers
+    # One chunk per token and the finish chunk: the role rides on the first token's chunk.
+    assert len(measured.itl) == measured.output_tokens
 
 
 async def test_models_lists_profiles_aliases_and_pool_models(server):

@@ -120,10 +120,8 @@ async def test_a_client_disconnect_mid_stream_aborts_every_node_request(graphs):
     app, _ = make_app(graphs, engines, config(limits={"max_concurrent_requests": 1}))
     async with serving(app) as url:
         api = client(url)
-        # While the upstream assistants run (the stream has sent only its first frame).
+        # While the upstream assistants run (the stream has sent its headers, no chunk yet).
         stream = await api.chat.completions.create(**BODY, stream=True)
-        first = await anext(aiter(stream))
-        assert first.choices[0].delta.role == "assistant"
         assert await eventually(lambda: engines[SMALL].in_flight)
         await stream.close()
         assert await eventually(lambda: engines[SMALL].aborted)

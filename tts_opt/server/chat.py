@@ -2,8 +2,8 @@
 
 Checks that can fail run before admission (404, 400); admission can refuse (429); from then on
 the request holds a slot until its run ends by any path (done, error, timeout, disconnect).
-A streamed request sends its first frame at once and keep-alive comments while upstream nodes
-run; a non-streamed one is cancelled if its client disconnects.
+A streamed request sends its headers at once, keep-alive comments while upstream nodes run and
+its first chunk with the first token; a non-streamed one is cancelled if its client disconnects.
 """
 
 from __future__ import annotations
@@ -138,11 +138,14 @@ class _ChatRun:
     async def frames(self) -> AsyncGenerator[bytes]:
         options = self.request.stream_options
         writer = ChunkWriter(
-            self.id, self.created, self.target.label, options is not None and options.include_usage
+            self.id,
+            self.created,
+            self.target.label,
+            self.target.n,
+            options is not None and options.include_usage,
         )
         finished = False
         try:
-            yield writer.roles(self.target.n)
             events = paced(
                 self.target.events(self.id),
                 deadline=self.deadline,

@@ -1,15 +1,19 @@
 """OpenAI response bodies from a run's events: one JSON completion, or server-sent event frames.
 
-The stream is the exact OpenAI sequence: a chunk with the role for each choice, content chunks
-as tokens come, a chunk with each choice's `finish_reason`, a usage chunk (empty `choices`) when
-`stream_options.include_usage` is set, then `data: [DONE]`. Keep-alive frames are SSE comments,
-which clients skip. An error after the stream has started is sent as an `error` data frame (what
-vLLM does, and what the `openai` client raises as APIError).
+The stream is OpenAI's sequence: content chunks as tokens come, the first of each choice also
+carrying its role (a choice without any content gets a role chunk of its own before it
+finishes), a chunk with each choice's `finish_reason`, a usage chunk (empty `choices`) when
+`stream_options.include_usage` is set, then `data: [DONE]`. The role goes with the first token,
+not ahead of it, because load tools (vLLM's `bench serve`) time the first token as the first
+chunk with choices. Keep-alive frames are SSE comments, which clients skip. An error after the
+stream has started is sent as an `error` data frame (what vLLM does, and what the `openai`
+client raises as APIError).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -73,13 +77,16 @@ def error_frame(error: APIError) -> bytes:
 class ChunkWriter:
     """Frames of one streamed completion (they share id, creation time and model)."""
 
-    def __init__(self, completion_id: str, created: int, model: str, include_usage: bool):
+    def __init__(
+        self, completion_id: str, created: int, model: str, n: int, include_usage: bool
+    ) -> None:
         self.completion_id = completion_id
         self.created = created
         self.model = model
         self.include_usage = include_usage
         # With include_usage every chunk has a `usage` key: null until the last.
         self.usage_field: UnsetType | None = None if include_usage else UNSET
+        self.unannounced = set(range(n))  # choices whose role has not been sent yet
 
     def _frame(
         self,
@@ -97,23 +104,28 @@ class ChunkWriter:
         )
         return b"data: " + _encode(chunk) + b"\n\n"
 
-    def roles(self, n: int) -> bytes:
-        return b"".join(
-            self._frame(
-                [ChunkChoice(i, ChunkDelta(role="assistant", content=""))], self.usage_field
-            )
-            for i in range(n)
-        )
+    def _role(self, index: int) -> Literal["assistant"] | None:
+        """The role on a choice's first chunk only."""
+        if index not in self.unannounced:
+            return None
+        self.unannounced.discard(index)
+        return "assistant"
 
     def text(self, delta: TextDelta) -> bytes:
-        return self._frame(
-            [ChunkChoice(delta.index, ChunkDelta(content=delta.text))], self.usage_field
-        )
+        content = ChunkDelta(role=self._role(delta.index), content=delta.text)
+        return self._frame([ChunkChoice(delta.index, content)], self.usage_field)
 
     def finish(self, completed: Completed, trace: TraceInfo | UnsetType) -> bytes:
-        """One frame per choice; the trace rides on the last."""
+        """One frame per choice, after a role chunk for a choice that had no content; the trace
+        rides on the last."""
+        announce = ChunkDelta(role="assistant", content="")
+        roles = b"".join(
+            self._frame([ChunkChoice(i, announce)], self.usage_field)
+            for i in sorted(self.unannounced)
+        )
+        self.unannounced.clear()
         last = len(completed.finish_reasons) - 1
-        return b"".join(
+        return roles + b"".join(
             self._frame(
                 [ChunkChoice(i, ChunkDelta(), finish_reason=reason)],
                 self.usage_field,
