@@ -30,11 +30,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
+from paired import print_paired, print_rows
 
 from tts_opt.engines.base import Engine
 from tts_opt.engines.pool import EnginePool, PoolConfig, load_pool_config
 from tts_opt.evaluation import EvalReport, evaluate, model_spec, parallel_graph, save_report
-from tts_opt.evaluation.stats import mcnemar_exact, paired_difference_interval
 from tts_opt.graph.schema import AnswerExtractor, EarlyExit, GraphArtifact
 from tts_opt.graph.validate import validate
 from tts_opt.tasks import get_task
@@ -81,37 +81,10 @@ async def paired_runs(
 
 
 def print_comparison(plain: EvalReport, ruled: EvalReport) -> None:
-    print(
-        f"{'run':<24}{'acc':>7}{'tokens/q':>10}{'GFLOPs/q':>10}{'p50 s':>8}{'p95 s':>8}"
-        f"{'wall s':>8}{'exits':>7}{'errors':>7}"
-    )
-    for report in (plain, ruled):
-        latency = report.latency
-        p50, p95 = (latency.p50_s, latency.p95_s) if latency else (float("nan"),) * 2
-        exits = sum(r.early_exit for r in report.results)
-        print(
-            f"{report.graph:<24}{report.accuracy.value:>7.1%}{report.mean_tokens:>10.0f}"
-            f"{report.mean_flops / 1e9:>10.0f}{p50:>8.1f}{p95:>8.1f}{report.wall_s:>8.0f}"
-            f"{exits:>7}{report.errors:>7}"
-        )
-    if plain.latency and ruled.latency:
-        print(
-            f"with / without: tokens {ruled.mean_tokens / plain.mean_tokens:.2f}, FLOPs "
-            f"{ruled.mean_flops / plain.mean_flops:.2f}, p50 "
-            f"{ruled.latency.p50_s / plain.latency.p50_s:.2f}, p95 "
-            f"{ruled.latency.p95_s / plain.latency.p95_s:.2f}, wall "
-            f"{ruled.wall_s / plain.wall_s:.2f}"
-        )
+    print_rows(plain, ruled)
+    print(f"early exits: {sum(r.early_exit for r in ruled.results)} of {ruled.n} questions")
+    print_paired(plain, ruled)
     pairs = list(zip(ruled.results, plain.results, strict=True))
-    assert all(r.id == p.id for r, p in pairs), "the runs must answer the same questions"
-    wins = sum(r.correct and not p.correct for r, p in pairs)
-    losses = sum(p.correct and not r.correct for r, p in pairs)
-    low, high = paired_difference_interval(wins, losses, len(pairs))
-    print(
-        f"accuracy with - without: {(wins - losses) / len(pairs):+.1%} (95% CI {low:+.1%} to "
-        f"{high:+.1%}), McNemar p = {mcnemar_exact(wins, losses):.3g}; {wins} questions right "
-        f"only with the rule, {losses} only without, n = {len(pairs)}"
-    )
     exited = [(r, p) for r, p in pairs if r.early_exit]
     if exited:
         print(

@@ -87,7 +87,34 @@ async def test_without_batching_each_node_is_its_own_request_with_its_own_seed()
     await runner.run(QUESTION)
     seeds = [r.params.seed for r in pool[SMALL].requests]
     assert [r.params.n for r in pool[SMALL].requests] == [1, 1, 1]
-    assert len(set(seeds)) == 3
+    assert sorted(seeds) == [7, 8, 9]  # the seeds of one n=3 request: the same samples
+
+
+async def test_graphs_asking_a_model_the_question_draw_the_same_samples():
+    """A model's source samples take seeds 0, 1, ... past the decoding seed in every graph, and
+    its other calls seeds after those: shared draws for the node cache, none repeated."""
+    decoding = Decoding(seed=7)
+    chain_first = make_artifact(  # a non-source SMALL call comes first in topological order
+        [
+            ("x", LARGE, "assistant"),
+            ("y", SMALL, "assistant"),
+            ("z", SMALL, "assistant"),
+            ("f", SMALL, "fuser"),
+        ],
+        [("x", "y"), ("y", "f"), ("z", "f")],
+        "f",
+        budget=1e6,
+        templates=TEMPLATES,
+        decoding=decoding,
+    )
+    seen = {}
+    for name, artifact in {"wide": fan_in(3, decoding=decoding), "chain": chain_first}.items():
+        pool = engines()
+        await GraphRunner(artifact, pool).run(QUESTION)
+        seen[name] = sorted((r.params.seed, r.params.n) for r in pool[SMALL].requests)
+    assert seen["wide"] == [(7, 3)]
+    # z, a source: the wide graph's first draw; y and the fuser: seeds of their own.
+    assert seen["chain"] == [(7, 1), (8, 1), (9, 1)]
 
 
 async def test_usage_and_flops_are_summed_over_nodes():

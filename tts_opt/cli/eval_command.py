@@ -28,6 +28,7 @@ from rich.table import Table
 from tts_opt.cli.display import console
 from tts_opt.cli.errors import fail
 from tts_opt.cli.tasks_commands import SplitName
+from tts_opt.engines.vllm_config import MAX_NUM_SEQS
 from tts_opt.evaluation import (
     PROBE_SYNTAX,
     EvalReport,
@@ -67,7 +68,13 @@ def eval_command(
     limit: Annotated[
         int | None, typer.Option(min=0, help="First N of the split's fixed shuffled order.")
     ] = None,
-    concurrency: Annotated[int, typer.Option(min=1, help="Questions in flight at once.")] = 8,
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Questions in flight at once (default: enough to fill the engines' batches).",
+        ),
+    ] = MAX_NUM_SEQS,
     engines: Annotated[
         Path | None, typer.Option(help="Engine pool config (JSON/TOML); default: embedded models.")
     ] = None,

@@ -114,6 +114,13 @@ CacheOpt = Annotated[
         "in latency)."
     ),
 ]
+SampleOnceOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Before the search, draw the source samples graphs share in full batches (with "
+        "the node cache)."
+    ),
+]
 OutOpt = Annotated[Path, typer.Option(help="Output directory.")]
 FreshOpt = Annotated[bool, typer.Option(help="Discard an existing archive instead of resuming.")]
 
@@ -194,6 +201,7 @@ def optimize_command(
     scorer: ScorerOpt = D["scorer"],
     engines: EnginesOpt = D["engines"],
     cache: CacheOpt = D["cache"],
+    sample_once: SampleOnceOpt = D["sample_once"],
     fresh: FreshOpt = D["fresh"],
 ) -> None:
     """Search the best graph for TASK within BUDGET; write OUT/<task>@<budget>.json and a
@@ -254,6 +262,7 @@ def compare_command(
     scorer: ScorerOpt = D["scorer"],
     engines: EnginesOpt = D["engines"],
     cache: CacheOpt = D["cache"],
+    sample_once: SampleOnceOpt = D["sample_once"],
     fresh: FreshOpt = D["fresh"],
 ) -> None:
     """Run several methods with equal evaluation budgets and seeds; write a markdown table and a

@@ -12,16 +12,24 @@ from datetime import UTC, datetime
 import msgspec
 
 from tts_opt.engines.base import ChatMessage, Engine
+from tts_opt.engines.vllm_config import MAX_NUM_SEQS
 from tts_opt.evaluation.cache import NodeCache
 from tts_opt.evaluation.caching_engine import CachingEngine
 from tts_opt.evaluation.report import CacheStats, EvalReport, QuestionResult, summarize
-from tts_opt.graph.schema import GraphArtifact
+from tts_opt.graph.schema import Decoding, GraphArtifact
 from tts_opt.runtime.critical_path import run_latency_s
 from tts_opt.runtime.executor import FailurePolicy, GraphRunner
 from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
 
 ResultCallback = Callable[[QuestionResult], None]
+
+
+def evaluated_decoding(decoding: Decoding, seed: int | None, max_tokens: int | None) -> Decoding:
+    """The decoding an evaluation runs with: its `seed`, and `max_tokens` when given."""
+    return msgspec.structs.replace(
+        decoding, seed=seed, max_tokens=decoding.max_tokens if max_tokens is None else max_tokens
+    )
 
 
 async def evaluate(
@@ -31,7 +39,7 @@ async def evaluate(
     engines: Mapping[str, Engine],
     *,
     split: str = "val",
-    concurrency: int = 8,
+    concurrency: int = MAX_NUM_SEQS,
     cache: NodeCache | None = None,
     progress: ResultCallback | None = None,
     seed: int | None = 0,
@@ -49,12 +57,9 @@ async def evaluate(
     """
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
-    decoding = msgspec.structs.replace(
-        artifact.decoding,
-        seed=seed,
-        max_tokens=artifact.decoding.max_tokens if max_tokens is None else max_tokens,
+    evaluated = msgspec.structs.replace(
+        artifact, decoding=evaluated_decoding(artifact.decoding, seed, max_tokens)
     )
-    evaluated = msgspec.structs.replace(artifact, decoding=decoding)
     GraphRunner(evaluated, engines)  # fails fast, before any question, on a missing engine
     gate = asyncio.Semaphore(concurrency)
     run_id = uuid.uuid4().hex[:8]

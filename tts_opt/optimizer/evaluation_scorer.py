@@ -14,8 +14,11 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from tts_opt.engines.base import Engine
+from tts_opt.engines.vllm_config import MAX_NUM_SEQS
 from tts_opt.evaluation import NodeCache, evaluate
-from tts_opt.graph.schema import GraphArtifact
+from tts_opt.evaluation.presample import presample
+from tts_opt.evaluation.runner import evaluated_decoding
+from tts_opt.graph.schema import Decoding, GraphArtifact, RoleTemplates
 from tts_opt.optimizer.objective import Measurement
 from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
@@ -32,7 +35,7 @@ class EvaluationScorer:
         stop: Callable[[], Awaitable[None]] | None = None,
         *,
         cache: NodeCache | None = None,
-        concurrency: int = 8,
+        concurrency: int = MAX_NUM_SEQS,
         seed: int = 0,
     ) -> None:
         self.task = task
@@ -74,6 +77,26 @@ class EvaluationScorer:
             outcomes=tuple(result.correct for result in report.results),
             latencies_s=() if None in latencies else tuple(t for t in latencies if t is not None),
             latency_replayed=latency is not None and latency.replayed > 0,
+        )
+
+    async def presample(
+        self,
+        counts: Mapping[str, int],
+        questions: Sequence[Question],
+        templates: RoleTemplates,
+        decoding: Decoding,
+    ) -> int:
+        """Draw and store the source samples of `counts` (`tts_opt.optimizer.sample_once`) as
+        this scorer's evaluations will ask for them; nothing without a node cache to keep them."""
+        if self.cache is None:
+            return 0
+        return await presample(
+            counts,
+            questions,
+            await self._started(),
+            self.cache,
+            templates,
+            evaluated_decoding(decoding, self.seed, None),
         )
 
     async def close(self) -> None:

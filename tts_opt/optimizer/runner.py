@@ -32,6 +32,7 @@ from tts_opt.optimizer.budget import RepairRule
 from tts_opt.optimizer.context import Limits, ProgressFn, SearchContext, SearchStopped
 from tts_opt.optimizer.methods import build_method
 from tts_opt.optimizer.objective import GraphScorer, Objective
+from tts_opt.optimizer.sample_once import SharedSampler, source_counts
 from tts_opt.optimizer.selection import Selection, select
 from tts_opt.optimizer.space import SearchSpace
 from tts_opt.tasks.task import Task
@@ -57,6 +58,9 @@ class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     repair: RepairRule = "value"
     # Level of the paired test a graph must pass against the best single model to ship.
     baseline_alpha: float = 0.05
+    # Draw the source samples graphs share before the search, in full batches (a scorer that
+    # can: `tts_opt.optimizer.sample_once`); the same draws either way, so not fingerprinted.
+    sample_once: bool = True
     agent: str = "rule-based"  # set by `optimize` from the method's agent
 
     def fingerprint(self, space: SearchSpace, task: Task) -> str:
@@ -67,6 +71,7 @@ class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             reeval_top_k=0,
             test_questions=0,
             baseline_alpha=0.0,
+            sample_once=True,
         )
         data = msgspec.json.encode([fixed, space, task.name, task.data_sha256])
         return hashlib.sha256(data).hexdigest()
@@ -185,6 +190,10 @@ async def optimize(
         race_first=settings.race_first or None,
         on_progress=on_progress,
     )
+    if settings.sample_once and isinstance(scorer, SharedSampler):
+        await scorer.presample(
+            source_counts(space), ctx.questions["search"], space.templates, space.decoding
+        )
     with contextlib.suppress(SearchStopped):
         await method.run(ctx)
     selection = await select(ctx, settings.reeval_top_k, settings.baseline_alpha)

@@ -76,6 +76,7 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     scorer: str = "real"
     engines: Path | None = None
     cache: bool = True
+    sample_once: bool = _SETTINGS.sample_once
     fresh: bool = False
 
     @classmethod
@@ -173,6 +174,7 @@ def search_settings(request: SearchRequest, method: str, seed: int) -> OptimizeS
         limits=Limits(request.iterations, request.patience, request.time_limit, request.node_calls),
         val_questions=request.val_questions,
         race_first=request.race_first,
+        sample_once=request.sample_once,
         pretest_questions=request.pretest_questions,
         reeval_questions=request.reeval_questions,
         reeval_top_k=request.reeval_top_k,

@@ -38,7 +38,7 @@ from tts_opt.errors import UserError
 from tts_opt.graph.cost import node_flops_measured
 from tts_opt.graph.schema import Decoding, GraphArtifact
 from tts_opt.runtime.agreement import Agreement, Votes
-from tts_opt.runtime.plan import CallGroup, ExecutionPlan, build_plan
+from tts_opt.runtime.plan import CallGroup, ExecutionPlan, build_plan, sampling_params
 from tts_opt.runtime.prompts import node_messages, split_conversation
 from tts_opt.runtime.trace import EarlyExitTrace, NodeTrace, RunTrace, Usage
 
@@ -217,17 +217,7 @@ class _GraphRun:
         messages = node_messages(
             self.runner.artifact.templates, call.role, self.conversation, references
         )
-        params = SamplingParams(
-            max_tokens=self.decoding.max_tokens,
-            temperature=self.decoding.temperature,
-            top_p=self.decoding.top_p,
-            # Distinct seeds per call: identical prompts sent separately must not repeat a sample.
-            seed=None if self.decoding.seed is None else self.decoding.seed + index,
-            stop=self.decoding.stop,
-            # Greedy decoding gives identical calls one answer: sample it once and share it
-            # (engines also reject n > 1 without sampling).
-            n=1 if self.decoding.temperature == 0 else len(call.nodes),
-        )
+        params = sampling_params(self.decoding, call)
         engine = self.runner.engines[call.model]
         for attempt in itertools.count(1):
             start_s = self.now()
