@@ -74,6 +74,7 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: float | None = None
     output_tokens: float | None = None
     scorer: str = "real"
+    replay: Path | None = None  # the table the "replay" scorer answers from
     engines: Path | None = None
     cache: bool = True
     fresh: bool = False
@@ -134,9 +135,19 @@ def real_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> Graph
     )
 
 
+def replay_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
+    """Answers from the recorded table `request.replay` (`tts_opt.optimizer.replay`)."""
+    from tts_opt.optimizer.replay import ReplayScorer
+
+    if request.replay is None:
+        raise SearchRequestError("scorer 'replay' needs a table: pass --replay TABLE")
+    return ReplayScorer.for_search(request.replay, task, space)
+
+
 SCORERS: dict[str, ScorerFactory] = {
     "real": real_scorer,
     "synthetic": lambda task, space, request: SyntheticScorer(),
+    "replay": replay_scorer,
 }
 
 
