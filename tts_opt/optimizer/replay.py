@@ -22,7 +22,7 @@ from tts_opt.optimizer.candidate_set import canonical_key
 from tts_opt.optimizer.objective import Measurement
 from tts_opt.optimizer.service import SearchRequest, request_defaults
 from tts_opt.optimizer.space import Candidate, SearchSpace
-from tts_opt.optimizer.table import QuestionRow, Table, TableError, read_table
+from tts_opt.optimizer.table import QuestionRow, Table, TableError, differing_fields, read_table
 from tts_opt.tasks.schema import Question, Split
 from tts_opt.tasks.task import Task
 
@@ -95,11 +95,7 @@ class ReplayScorer:
         for split, ids in splits:
             if tuple(q.id for q in task.split(split, limit=len(ids))) != ids:
                 raise TableError(f"{path}: the task's {split} questions are not the recorded ones")
-        if space != header.space:
-            fields = msgspec.structs.fields(SearchSpace)
-            changed = [
-                f.name for f in fields if getattr(space, f.name) != getattr(header.space, f.name)
-            ]
+        if changed := differing_fields(space, header.space):
             raise TableError(f"{path} was recorded on another search space ({', '.join(changed)})")
         return cls(table)
 
@@ -114,9 +110,9 @@ class ReplayScorer:
             raise TableError(f"{self.table.path}: the graph is of another task, budget or pool")
         candidate = Candidate(nodes=artifact.nodes, edges=artifact.edges, sink=artifact.sink)
         key = candidate.key()
-        if key not in self._canonical:
+        if key not in self._canonical and len(candidate.nodes) <= space.max_nodes:
             self._canonical[key] = canonical_key(candidate)
-        rows = self._rows.get(self._canonical[key])
+        rows = self._rows.get(self._canonical.get(key, ""))
         if rows is None:
             raise TableError(
                 f"{self.table.path}: graph {key} is not in the table (it holds "

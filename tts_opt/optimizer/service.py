@@ -151,6 +151,13 @@ SCORERS: dict[str, ScorerFactory] = {
 }
 
 
+def make_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
+    """The scorer `request.scorer` names."""
+    if request.scorer not in SCORERS:
+        raise SearchRequestError(f"scorer {request.scorer!r}: available: {', '.join(SCORERS)}")
+    return SCORERS[request.scorer](task, space, request)
+
+
 def artifact_stem(task: str, budget: float) -> str:
     return f"{task.replace('/', '_')}@{budget:g}"
 
@@ -211,9 +218,7 @@ async def run_searches(
     task = get_task(request.task)
     space = search_space(request, task)
     if scorer is None:
-        if request.scorer not in SCORERS:
-            raise SearchRequestError(f"scorer {request.scorer!r}: available: {', '.join(SCORERS)}")
-        scorer = SCORERS[request.scorer](task, space, request)
+        scorer = make_scorer(task, space, request)
     agent = _agent(request)
     stem = artifact_stem(space.task, space.budget.value)
     note = "SYNTHETIC SCORER (test double): accuracies are not real results. "

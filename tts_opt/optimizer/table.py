@@ -24,8 +24,9 @@ from tts_opt.errors import UserError
 from tts_opt.optimizer.archive import append_line, read_records
 from tts_opt.optimizer.candidate_set import all_candidates
 from tts_opt.optimizer.objective import GraphScorer
-from tts_opt.optimizer.service import SearchRequest
+from tts_opt.optimizer.service import SearchRequest, make_scorer, search_space
 from tts_opt.optimizer.space import Candidate, SearchSpace
+from tts_opt.tasks import get_task
 from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
 
@@ -132,8 +133,9 @@ def table_questions(
     return val, task.split("test", limit=request.test_questions)
 
 
-def _differences(a: TableHeader, b: TableHeader) -> list[str]:
-    fields = msgspec.structs.fields(TableHeader)
+def differing_fields(a: msgspec.Struct, b: msgspec.Struct) -> list[str]:
+    """The names of the fields two structs of one type differ in."""
+    fields = msgspec.structs.fields(a)
     return [f.name for f in fields if getattr(a, f.name) != getattr(b, f.name)]
 
 
@@ -144,7 +146,7 @@ def _open(path: Path, header: TableHeader, fresh: bool) -> Table:
         append_line(path, _encoder.encode(header))
         return Table(path, header, ())
     table = read_table(path)
-    if (changed := _differences(table.header.settings(), header.settings())) != []:
+    if (changed := differing_fields(table.header.settings(), header.settings())) != []:
         raise TableError(
             f"{path} was recorded with other settings ({', '.join(changed)} differ); "
             "pass --fresh to start over or record to another file"
@@ -167,7 +169,7 @@ async def _score_row(
     return GraphRow(candidate.key(), candidate, space.cost(candidate), tuple(rows))
 
 
-ProgressFn = Callable[[int, int], None]
+RecordProgress = Callable[[int, int], None]
 
 
 async def record_table(
@@ -178,16 +180,18 @@ async def record_table(
     scorer: GraphScorer,
     *,
     fresh: bool = False,
-    on_progress: ProgressFn | None = None,
+    on_progress: RecordProgress | None = None,
 ) -> Table:
     """Score every graph of `space` not yet in the table at `path` and append it there;
     `on_progress(done, total)` after each graph. `scorer` is not closed here."""
-    candidates = all_candidates(space)
-    table = _open(path, table_header(task, space, request, len(candidates)), fresh)
     val, test = table_questions(task, request)
     ids = [q.id for q in (*val, *test)]
+    if not ids:
+        raise TableError(f"{path}: no questions to record (raise --val-questions)")
     if len(set(ids)) != len(ids):
         raise TableError(f"{task.name}: question ids repeat across val and test; cannot record")
+    candidates = all_candidates(space)
+    table = _open(path, table_header(task, space, request, len(candidates)), fresh)
     done = {row.key for row in table.rows}
     rows = list(table.rows)
     for candidate in candidates:
@@ -202,18 +206,13 @@ async def record_table(
 
 
 async def record_request(
-    path: Path, request: SearchRequest, *, on_progress: ProgressFn | None = None
+    path: Path, request: SearchRequest, *, on_progress: RecordProgress | None = None
 ) -> Table:
     """`record_table` for the task, space and scorer `request` names (`request.fresh` starts
     the table over); the scorer is closed at the end."""
-    from tts_opt.optimizer.service import SCORERS, SearchRequestError, search_space
-    from tts_opt.tasks import get_task
-
     task = get_task(request.task)
     space = search_space(request, task)
-    if request.scorer not in SCORERS:
-        raise SearchRequestError(f"scorer {request.scorer!r}: available: {', '.join(SCORERS)}")
-    scorer = SCORERS[request.scorer](task, space, request)
+    scorer = make_scorer(task, space, request)
     try:
         return await record_table(
             path, task, space, request, scorer, fresh=request.fresh, on_progress=on_progress
