@@ -209,24 +209,24 @@ def test_resuming_with_other_settings_names_the_file(table: Table, tmp_path) -> 
         record(path, request=msgspec.structs.replace(REQUEST, reeval_questions=30))
 
 
-def _row(key: str, nodes: int, correct: int, n: int = 10) -> GraphRow:
+def _row(model: str, nodes: int, correct: int, n: int = 10) -> GraphRow:
     candidate = Candidate(
-        nodes=tuple(Node(f"n{i}", key, "assistant") for i in range(nodes)),
+        nodes=tuple(Node(f"n{i}", model, "assistant") for i in range(nodes)),
         edges=tuple((f"n{i}", f"n{nodes - 1}") for i in range(nodes - 1)),
         sink=f"n{nodes - 1}",
     )
     questions = tuple(QuestionRow(f"q{i}", i < correct, 10, 1.0, None) for i in range(n))
-    return GraphRow(key, candidate, float(nodes), questions)
+    return GraphRow(candidate, float(nodes), questions)
 
 
 def test_regret_on_a_hand_made_table() -> None:
-    rows = [_row("weak", 1, 5), _row("strong", 1, 6), _row("pair", 2, 9), _row("trio", 3, 7)]
-    returned = ["pair", "trio", "weak", "strong"]  # regrets 0, 0.2, 0.4, 0.3
+    weak, strong, pair, trio = _row("w", 1, 5), _row("s", 1, 6), _row("p", 2, 9), _row("t", 3, 7)
+    returned = [pair, trio, weak, strong]  # regrets 0, 0.2, 0.4, 0.3
     outcomes = [
-        SearchOutcome("m", seed, key, (Step(1, 10 * (seed + 1), key),))
-        for seed, key in enumerate(returned)
+        SearchOutcome("m", seed, canonical_key(row.candidate), (Step(1, 10 * (seed + 1), ""),))
+        for seed, row in enumerate(returned)
     ]
-    (s,) = summarize(rows, outcomes)
+    (s,) = summarize([weak, strong, pair, trio], outcomes)
     assert s.seeds == 4
     assert (s.regret.q25, s.regret.median, s.regret.q75) == pytest.approx((0.15, 0.25, 0.325))
     assert (s.accuracy.q25, s.accuracy.median, s.accuracy.q75) == pytest.approx((0.575, 0.65, 0.75))

@@ -71,7 +71,9 @@ class ReplayScorer:
 
     def __init__(self, table: Table) -> None:
         self.table = table
-        self._rows = {row.key: {q.id: q for q in row.questions} for row in table.rows}
+        self._rows = {
+            canonical_key(row.candidate): {q.id: q for q in row.questions} for row in table.rows
+        }
         self._canonical: dict[str, str] = {}  # Candidate.key() -> canonical key, memoized
         self.calls = 0
 

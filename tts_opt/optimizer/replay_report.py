@@ -78,7 +78,7 @@ def outcome_of(result: SearchResult) -> SearchOutcome:
 
 def truth(rows: Sequence[GraphRow]) -> dict[str, float]:
     """True accuracy by canonical key."""
-    return {row.key: row.accuracy for row in rows}
+    return {canonical_key(row.candidate): row.accuracy for row in rows}
 
 
 def best_single(rows: Sequence[GraphRow]) -> GraphRow | None:
@@ -144,7 +144,14 @@ def replay_markdown(
             f"{_q(s.evaluations, False)} | {_q(s.node_calls, False)} | "
             f"{s.worse_than_single:.0%} |"
         )
-    lines += ["", f"![true accuracy of the best graph so far]({plot.name})", ""]
+    lines += [
+        "",
+        "The plot follows each search's best graph by validation utility so far (before the "
+        "final); a dot marks the returned graph.",
+        "",
+        f"![true accuracy of the best graph so far]({plot.name})",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -157,7 +164,8 @@ def _incumbent_at(outcome: SearchOutcome, spent: np.ndarray, by_calls: bool) -> 
 
 def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], path: Path) -> Path:
     """True accuracy of the best graph so far against evaluations and node calls: median over
-    seeds, interquartile band; dashed: the table's best graph, dotted: the best single model."""
+    seeds, interquartile band; a dot: the graph returned after the final (medians); dashed: the
+    table's best graph, dotted: the best single model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,8 +194,11 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
             found = ~np.isnan(curves).all(axis=0)
             x, curves = grid[found], curves[:, found]
             q25, median, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
-            ax.plot(x, median, label=method)
-            ax.fill_between(x, q25, q75, alpha=0.15)
+            (line,) = ax.plot(x, median, label=method)
+            ax.fill_between(x, q25, q75, alpha=0.15, color=line.get_color())
+            spent = [o.steps[-1].node_calls if by_calls else len(o.steps) for o in runs if o.steps]
+            returned = [acc[o.returned] for o in runs]
+            ax.plot(np.median(spent), np.median(returned), "o", color=line.get_color())
         ax.axhline(max(acc.values()), color="black", linestyle="--", linewidth=1, label="best")
         if single is not None:
             ax.axhline(single.accuracy, color="gray", linestyle=":", label="best single model")

@@ -22,7 +22,7 @@ import msgspec
 from tts_opt import __version__
 from tts_opt.errors import UserError
 from tts_opt.optimizer.archive import append_line, read_records
-from tts_opt.optimizer.candidate_set import all_candidates
+from tts_opt.optimizer.candidate_set import all_candidates, canonical_key
 from tts_opt.optimizer.objective import GraphScorer
 from tts_opt.optimizer.service import SearchRequest, make_scorer, search_space
 from tts_opt.optimizer.space import Candidate, SearchSpace
@@ -67,7 +67,9 @@ class QuestionRow(msgspec.Struct, frozen=True, array_like=True):
 
 
 class GraphRow(msgspec.Struct, frozen=True, tag="graph"):
-    key: str  # canonical_key(candidate): the same for every relabelling of the graph
+    """One graph (a representative of its isomorphism class; readers match graphs by
+    `canonical_key`, recomputed, not by the stored names) on every question."""
+
     candidate: Candidate
     cost: float
     questions: tuple[QuestionRow, ...]
@@ -166,7 +168,7 @@ async def _score_row(
         return QuestionRow(question.id, m.outcomes[0], m.tokens, m.flops, m.latency_p50_s)
 
     rows = await asyncio.gather(*(one(q) for q in questions))
-    return GraphRow(candidate.key(), candidate, space.cost(candidate), tuple(rows))
+    return GraphRow(candidate, space.cost(candidate), tuple(rows))
 
 
 RecordProgress = Callable[[int, int], None]
@@ -192,10 +194,10 @@ async def record_table(
         raise TableError(f"{task.name}: question ids repeat across val and test; cannot record")
     candidates = all_candidates(space)
     table = _open(path, table_header(task, space, request, len(candidates)), fresh)
-    done = {row.key for row in table.rows}
+    done = {canonical_key(row.candidate) for row in table.rows}
     rows = list(table.rows)
     for candidate in candidates:
-        if candidate.key() in done:
+        if canonical_key(candidate) in done:
             continue
         row = await _score_row(candidate, space, scorer, (*val, *test))
         append_line(path, _encoder.encode(row))
