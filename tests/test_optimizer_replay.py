@@ -58,8 +58,8 @@ def table(tmp_path_factory) -> Table:
     return record(tmp_path_factory.mktemp("table") / "table.jsonl")
 
 
-def search(path: Path, method: str, scorer, seed: int = 0) -> SearchResult:
-    settings = fast_settings(method, seed=seed)
+def search(path: Path, method: str, scorer, race_first: int = 5) -> SearchResult:
+    settings = fast_settings(method, race_first=race_first)
     return asyncio.run(optimize(TASK, SPACE, settings, scorer, path))
 
 
@@ -116,16 +116,20 @@ def test_the_table_holds_every_graph_on_every_question(table: Table) -> None:
     assert read_table(table.path) == table
 
 
+@pytest.mark.parametrize("race_first", [0, 2])  # every graph on all questions; racing from 2
 @pytest.mark.parametrize("method", ["agent-reinforce", "random", "bo", "reinforce"])
-def test_a_replayed_search_takes_the_live_decisions(method: str, table: Table, tmp_path) -> None:
-    live = search(tmp_path / "live.jsonl", method, SyntheticScorer())
-    replayed = search(tmp_path / "replay.jsonl", method, ReplayScorer(table))
+def test_a_replayed_search_takes_the_live_decisions(
+    method: str, race_first: int, table: Table, tmp_path
+) -> None:
+    live = search(tmp_path / "live.jsonl", method, SyntheticScorer(), race_first)
+    replayed = search(tmp_path / "replay.jsonl", method, ReplayScorer(table), race_first)
     assert [(r.stage, r.candidate.key(), r.utility) for r in replayed.records] == [
         (r.stage, r.candidate.key(), r.utility) for r in live.records
     ]
-    assert [r.measurement.outcomes for r in replayed.records] == [
-        r.measurement.outcomes for r in live.records
+    assert [(r.measurement.outcomes, r.raced_out) for r in replayed.records] == [
+        (r.measurement.outcomes, r.raced_out) for r in live.records
     ]
+    assert replayed.node_calls == live.node_calls
     assert replayed.selection.winner.candidate == live.selection.winner.candidate
     assert (replayed.artifact.nodes, replayed.artifact.edges) == (
         live.artifact.nodes,
@@ -223,7 +227,7 @@ def test_regret_on_a_hand_made_table() -> None:
     weak, strong, pair, trio = _row("w", 1, 5), _row("s", 1, 6), _row("p", 2, 9), _row("t", 3, 7)
     returned = [pair, trio, weak, strong]  # regrets 0, 0.2, 0.4, 0.3
     outcomes = [
-        SearchOutcome("m", seed, canonical_key(row.candidate), (Step(1, 10 * (seed + 1), ""),))
+        SearchOutcome("m", seed, canonical_key(row.candidate), (Step(1, 5, ""),), 10 * (seed + 1))
         for seed, row in enumerate(returned)
     ]
     (s,) = summarize([weak, strong, pair, trio], outcomes)

@@ -63,6 +63,7 @@ def measurement(rows: Sequence[QuestionRow]) -> Measurement:
         flops=fmean(r.flops for r in rows) if rows else 0.0,
         tokens=sum(r.tokens for r in rows),
         outcomes=tuple(r.correct for r in rows),
+        latencies_s=tuple(latencies) if len(latencies) == n else (),
     )
 
 

@@ -4,10 +4,9 @@ The table is the ground truth: a graph's true accuracy is its mean verdict over 
 the table holds (validation and test), the best row is the optimum, and the best one-node row is
 the single model a user would otherwise call. Per method the report gives the median and
 interquartile range over seeds of the returned graph's true accuracy and regret (optimum minus
-it), the evaluations and node calls (nodes x questions of the search's own evaluations; the
-final's re-evaluations are not counted) spent, and how often the returned graph is truly worse
-than the single model. The plot follows the search: the true accuracy of the search's best graph
-so far against evaluations and against node calls.
+it), the evaluations and node calls (a node on a question; the final's re-evaluations included)
+spent, and how often the returned graph is truly worse than the single model. The plot follows
+the search: the true accuracy of its best graph so far against evaluations and node calls.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import numpy as np
 
 from tts_opt.graph.io import write_atomic
 from tts_opt.optimizer.candidate_set import canonical_key
-from tts_opt.optimizer.context import BEST_STAGES
 from tts_opt.optimizer.runner import SearchResult
 from tts_opt.optimizer.space import Candidate
 from tts_opt.optimizer.table import GraphRow
@@ -41,6 +39,7 @@ class SearchOutcome(msgspec.Struct, frozen=True):
     seed: int
     returned: str  # canonical key of the shipped graph
     steps: tuple[Step, ...]
+    node_calls: int  # everything the search spent, its final included
 
 
 class Quartiles(msgspec.Struct, frozen=True):
@@ -65,15 +64,18 @@ class MethodSummary(msgspec.Struct, frozen=True):
 
 
 def outcome_of(result: SearchResult) -> SearchOutcome:
+    """The search's incumbent (as `SearchContext.best` picks it) after each evaluation."""
     steps, calls, best = [], 0, None
     for i, record in enumerate(result.records, start=1):
-        calls += len(record.candidate.nodes) * record.measurement.n
-        if record.stage in BEST_STAGES and (best is None or record.utility > best.utility):
+        calls += record.node_calls
+        if record.competes and (best is None or record.utility > best.utility):
             best = record
         steps.append(Step(i, calls, "" if best is None else canonical_key(best.candidate)))
     a = result.artifact
     returned = canonical_key(Candidate(nodes=a.nodes, edges=a.edges, sink=a.sink))
-    return SearchOutcome(result.settings.method, result.settings.seed, returned, tuple(steps))
+    return SearchOutcome(
+        result.settings.method, result.settings.seed, returned, tuple(steps), result.node_calls
+    )
 
 
 def truth(rows: Sequence[GraphRow]) -> dict[str, float]:
@@ -105,7 +107,7 @@ def summarize(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome]) -> li
                 accuracy=Quartiles.of(found),
                 regret=Quartiles.of([optimum - a for a in found]),
                 evaluations=Quartiles.of([o.steps[-1].evaluations if o.steps else 0 for o in runs]),
-                node_calls=Quartiles.of([o.steps[-1].node_calls if o.steps else 0 for o in runs]),
+                node_calls=Quartiles.of([o.node_calls for o in runs]),
                 worse_than_single=worse / len(runs),
             )
         )
@@ -177,7 +179,7 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
     for o in outcomes:
         by_method[o.method].append(o)
     most_evals = max((len(o.steps) for o in outcomes), default=1)
-    most_calls = max((o.steps[-1].node_calls for o in outcomes if o.steps), default=1)
+    most_calls = max((o.node_calls for o in outcomes), default=1)
     grids = (np.arange(1, most_evals + 1), np.linspace(0, most_calls, 200))
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     for ax, grid, by_calls, label in zip(
@@ -196,7 +198,7 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
             q25, median, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
             (line,) = ax.plot(x, median, label=method)
             ax.fill_between(x, q25, q75, alpha=0.15, color=line.get_color())
-            spent = [o.steps[-1].node_calls if by_calls else len(o.steps) for o in runs if o.steps]
+            spent = [o.node_calls if by_calls else len(o.steps) for o in runs]
             returned = [acc[o.returned] for o in runs]
             ax.plot(np.median(spent), np.median(returned), "o", color=line.get_color())
         ax.axhline(max(acc.values()), color="black", linestyle="--", linewidth=1, label="best")
