@@ -19,7 +19,13 @@ from typer.testing import CliRunner
 
 from tts_opt.graph import Node
 from tts_opt.optimizer import SearchResult, SyntheticScorer, optimize
-from tts_opt.optimizer.candidate_set import all_candidates, canonical, canonical_key, signature
+from tts_opt.optimizer.candidate_set import (
+    CandidateSetError,
+    all_candidates,
+    canonical,
+    canonical_key,
+    signature,
+)
 from tts_opt.optimizer.replay import ReplayScorer, replay_request
 from tts_opt.optimizer.replay_report import SearchOutcome, Step, summarize
 from tts_opt.optimizer.service import SearchRequest
@@ -98,6 +104,11 @@ def test_the_candidate_set_is_every_legal_graph_once() -> None:
     singles = {c.nodes[0].model for c in graphs if len(c.nodes) == 1}
     assert singles == {m.name for m in SPACE.pool if SPACE.within_budget(_single(m.name))}
     assert max(len(c.nodes) for c in graphs) == 3
+
+
+def test_a_space_too_large_to_enumerate_says_what_to_lower() -> None:
+    with pytest.raises(CandidateSetError, match=r"affords graphs of 6 nodes.*lower --max-nodes"):
+        all_candidates(paper_space(budget=18.0, max_nodes=6))
 
 
 def _single(model: str) -> Candidate:

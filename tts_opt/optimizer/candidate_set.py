@@ -17,6 +17,12 @@ from tts_opt.optimizer.distribution import slot_id
 from tts_opt.optimizer.space import Candidate, Edge, SearchSpace
 
 ROLES: tuple[Role, ...] = ("assistant", "fuser")
+# The set grows as 2^(n(n-1)/2) topologies: beyond this many nodes it is out of reach.
+MAX_ENUMERATED_NODES = 5
+
+
+class CandidateSetError(GraphError):
+    """The space is too large to enumerate; the message says what to lower."""
 
 
 def _relabel(candidate: Candidate, order: tuple[str, ...]) -> Candidate:
@@ -101,16 +107,26 @@ def all_candidates(space: SearchSpace) -> list[Candidate]:
     names = [m.name for m in space.pool]
     single = {m: Candidate((Node("n0", m, "assistant"),), (), "n0") for m in names}
     alone = {m: space.cost(c) for m, c in single.items()}  # a node costs at least this
+    # The largest graph the budget affords (every node at least its cheapest call).
+    largest = min(space.max_nodes, int(space.budget.value // min(alone.values())))
+    if largest > MAX_ENUMERATED_NODES:
+        raise CandidateSetError(
+            f"the budget affords graphs of {largest} nodes; enumerating every graph stops at "
+            f"{MAX_ENUMERATED_NODES}: lower --max-nodes"
+        )
     found: dict[str, Candidate] = {}
-    for size in range(1, space.max_nodes + 1):
-        if size * min(alone.values()) > space.budget.value:
-            break
+    for size in range(1, largest + 1):
         ids = [slot_id(i) for i in range(size)]
         for models in itertools.product(names, repeat=size):
             if sum(alone[m] for m in models) > space.budget.value:
                 continue
             for edges in _topologies(size):
+                sources = {i for i in ids if not any(d == i for _, d in edges)}
                 for roles in itertools.product(ROLES, repeat=size):
+                    if any(
+                        r != "assistant" for i, r in zip(ids, roles, strict=True) if i in sources
+                    ):
+                        continue  # sources must be assistants
                     nodes = tuple(
                         Node(id=i, model=m, role=r)
                         for i, m, r in zip(ids, models, roles, strict=True)

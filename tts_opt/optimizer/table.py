@@ -196,6 +196,8 @@ async def record_table(
     table = _open(path, table_header(task, space, request, len(candidates)), fresh)
     done = {canonical_key(row.candidate) for row in table.rows}
     rows = list(table.rows)
+    if on_progress is not None:
+        on_progress(len(rows), len(candidates))
     for candidate in candidates:
         if canonical_key(candidate) in done:
             continue
