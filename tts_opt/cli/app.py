@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from tts_opt.cli.bench_commands import bench_app
 from tts_opt.cli.display import console
 from tts_opt.cli.errors import CommandLineGroup
 from tts_opt.cli.eval_command import eval_command
@@ -103,6 +104,7 @@ def quickstart() -> None:
 
 app.add_typer(graph_app, name="graph")
 app.add_typer(tasks_app, name="tasks")
+app.add_typer(bench_app, name="bench")
 app.command("eval")(eval_command)
 app.command("optimize")(optimize_command)
 app.command("compare")(compare_command)

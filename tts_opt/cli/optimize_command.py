@@ -25,11 +25,13 @@ from rich.progress import (
 from tts_opt.cli.display import console
 from tts_opt.optimizer import METHODS, ProgressEvent
 from tts_opt.optimizer.context import ProgressFn
+from tts_opt.optimizer.replay import replay_request
 from tts_opt.optimizer.service import (
     COMPARED_METHODS,
     DEFAULT_METHOD,
     DEFAULT_SEED,
     SearchRequest,
+    SearchRequestError,
     SearchRun,
     Written,
     compare_runs,
@@ -216,8 +218,12 @@ def optimize_command(
 
 
 def compare_command(
-    task: TaskOpt,
-    budget: BudgetOpt,
+    task: Annotated[str | None, typer.Option(help="Task (required unless --replay).")] = None,
+    budget: Annotated[float | None, typer.Option(help="Budget (required unless --replay).")] = None,
+    replay: Annotated[
+        Path | None,
+        typer.Option(help="Replay table (tts-opt bench record): task, pool, budget from it."),
+    ] = None,
     methods: Annotated[
         list[str] | None,
         typer.Option(
@@ -267,9 +273,11 @@ def compare_command(
 ) -> None:
     """Run several methods with equal evaluation budgets and seeds; write a markdown table and a
     PNG of best validation utility against evaluations."""
-    request = SearchRequest.of(locals())
+    if replay is None and (task is None or budget is None):
+        raise SearchRequestError("--task and --budget are required (or --replay TABLE)")
+    request = SearchRequest.of(locals()) if replay is None else replay_request(replay, locals())
     runs = compare_runs(methods or COMPARED_METHODS, seeds or [0, 1, 2])
     results = [w.result for w in _run(request, runs, parallel)]
-    table_path, plot, table = write_comparison(results, out, budget)
+    table_path, plot, table = write_comparison(results, out, request.budget)
     console.print(table, markup=False, highlight=False)
     console.print(f"[green]wrote[/] {table_path} and {plot}")

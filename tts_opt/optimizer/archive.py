@@ -10,8 +10,9 @@ refused instead of silently mixing two searches.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -74,6 +75,42 @@ class ArchiveMismatch(UserError, RuntimeError):
 
 _decoder = msgspec.json.Decoder(Record)
 _encoder = msgspec.json.Encoder()
+T = TypeVar("T")
+
+
+def read_records(
+    path: Path, decode: Callable[[bytes], T], corrupt: Callable[[str], Exception]
+) -> list[T]:
+    """The records of the JSONL file at `path`; a torn last line (a write that never completed)
+    is cut off the file, a bad line before the end raises `corrupt(message)`."""
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    records: list[T] = []
+    offset = good = 0
+    for number, line in enumerate(lines):
+        if line.strip():
+            try:
+                records.append(decode(line))
+            except msgspec.DecodeError as exc:
+                if any(rest.strip() for rest in lines[number + 1 :]):
+                    raise corrupt(f"{path}:{number + 1}: corrupt record: {exc}") from exc
+                break
+        offset += len(line) + 1
+        good = min(offset, len(data))
+    if good < len(data):
+        with path.open("r+b") as f:
+            f.truncate(good)
+    return records
+
+
+def append_line(path: Path, line: bytes) -> None:
+    """Append `line` and a newline in one write on an O_APPEND descriptor, fsynced."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class Archive:
@@ -112,35 +149,10 @@ class Archive:
         return archive
 
     def _read(self) -> list[Record]:
-        data = self.path.read_bytes()
-        lines = data.split(b"\n")
-        records: list[Record] = []
-        offset = good = 0
-        for number, line in enumerate(lines):
-            if line.strip():
-                try:
-                    records.append(_decoder.decode(line))
-                except msgspec.DecodeError as exc:
-                    if any(rest.strip() for rest in lines[number + 1 :]):
-                        raise ArchiveMismatch(
-                            f"{self.path}:{number + 1}: corrupt record: {exc}"
-                        ) from exc
-                    break  # a torn last line: the write it belonged to never completed
-            offset += len(line) + 1
-            good = min(offset, len(data))
-        if good < len(data):
-            with self.path.open("r+b") as f:
-                f.truncate(good)
-        return records
+        return read_records(self.path, _decoder.decode, ArchiveMismatch)
 
     def _append(self, record: Record) -> None:
-        line = _encoder.encode(record) + b"\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_line(self.path, _encoder.encode(record))
 
     def add_evaluation(self, record: EvaluationRecord) -> None:
         self._append(record)

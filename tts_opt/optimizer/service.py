@@ -74,6 +74,7 @@ class SearchRequest(msgspec.Struct, frozen=True, kw_only=True):
     prompt_tokens: float | None = None
     output_tokens: float | None = None
     scorer: str = "real"
+    replay: Path | None = None  # the table the "replay" scorer answers from
     engines: Path | None = None
     cache: bool = True
     sample_once: bool = _SETTINGS.sample_once
@@ -135,10 +136,27 @@ def real_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> Graph
     )
 
 
+def replay_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
+    """Answers from the recorded table `request.replay` (`tts_opt.optimizer.replay`)."""
+    from tts_opt.optimizer.replay import ReplayScorer
+
+    if request.replay is None:
+        raise SearchRequestError("scorer 'replay' needs a table: pass --replay TABLE")
+    return ReplayScorer.for_search(request.replay, task, space)
+
+
 SCORERS: dict[str, ScorerFactory] = {
     "real": real_scorer,
     "synthetic": lambda task, space, request: SyntheticScorer(),
+    "replay": replay_scorer,
 }
+
+
+def make_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
+    """The scorer `request.scorer` names."""
+    if request.scorer not in SCORERS:
+        raise SearchRequestError(f"scorer {request.scorer!r}: available: {', '.join(SCORERS)}")
+    return SCORERS[request.scorer](task, space, request)
 
 
 def artifact_stem(task: str, budget: float) -> str:
@@ -202,9 +220,7 @@ async def run_searches(
     task = get_task(request.task)
     space = search_space(request, task)
     if scorer is None:
-        if request.scorer not in SCORERS:
-            raise SearchRequestError(f"scorer {request.scorer!r}: available: {', '.join(SCORERS)}")
-        scorer = SCORERS[request.scorer](task, space, request)
+        scorer = make_scorer(task, space, request)
     agent = _agent(request)
     stem = artifact_stem(space.task, space.budget.value)
     note = "SYNTHETIC SCORER (test double): accuracies are not real results. "

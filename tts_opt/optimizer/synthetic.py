@@ -4,11 +4,12 @@ Its true accuracy is a known function of the graph that mirrors the paper's insi
 search on it has a right answer to find: model quality grows with log(parameters); parallel
 width helps up to `best_width` then hurts; depth helps up to `best_depth` then hurts; a fuser sink
 over several answers adds a little. The measured accuracy is that truth plus binomial noise from
-per-question draws: the same graph on the same question always gets the same verdict, whatever
-was evaluated before, which makes searches reproducible and resumable. Like real graphs, two
-graphs' verdicts are correlated through the question (a hard question is hard for both): on most
-questions the verdict is "the question's difficulty is below the graph's accuracy", on the rest an
-independent draw of the graph; either way a verdict is right with the graph's true accuracy.
+per-question draws: the same graph (however its nodes are named) on the same question always
+gets the same verdict, whatever was evaluated before, which makes searches reproducible and
+resumable. Like real graphs, two graphs' verdicts are correlated through the question (a hard
+question is hard for both): on most questions the verdict is "the question's difficulty is below
+the graph's accuracy", on the rest an independent draw of the graph; either way a verdict is
+right with the graph's true accuracy.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tts_opt.graph import (
     predecessors,
     topological_levels,
 )
+from tts_opt.optimizer.candidate_set import signature
 from tts_opt.optimizer.objective import Measurement
 from tts_opt.optimizer.space import Candidate
 from tts_opt.tasks.schema import Question
@@ -80,7 +82,8 @@ class SyntheticScorer:
 
     async def score(self, artifact: GraphArtifact, questions: Sequence[Question]) -> Measurement:
         self.calls += 1
-        graph = Candidate(nodes=artifact.nodes, edges=artifact.edges, sink=artifact.sink).key()
+        # Isomorphic graphs (the same graph with its nodes named otherwise) are one graph.
+        graph = signature(Candidate(nodes=artifact.nodes, edges=artifact.edges, sink=artifact.sink))
         truth = self.true_accuracy(artifact)
         outcomes = tuple(self._verdict(graph, q.id, truth) for q in questions)
         n, correct = len(outcomes), sum(outcomes)

@@ -1,0 +1,139 @@
+"""`tts-opt bench`: a tabular benchmark of the search methods.
+
+`record` scores every graph of a small search space once on fixed questions and writes the table
+(resumable); `replay` runs the search methods against it with many seeds, answering every
+evaluation from the table, and writes a report of what they return against the table's best.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+
+from tts_opt.cli.display import console
+from tts_opt.cli.optimize_command import (
+    BudgetOpt,
+    CacheOpt,
+    EnginesOpt,
+    IterationsOpt,
+    MaxNodesOpt,
+    MaxTokensOpt,
+    ModelsOpt,
+    NodeCallsOpt,
+    ObjectiveOpt,
+    OutputTokOpt,
+    PatienceOpt,
+    PretestOpt,
+    PriceOpt,
+    PromptTokOpt,
+    RaceOpt,
+    ReevalOpt,
+    RepairOpt,
+    SampleSeedOpt,
+    ScorerOpt,
+    TaskOpt,
+    TestOpt,
+    TopKOpt,
+    UnitOpt,
+    ValOpt,
+)
+from tts_opt.optimizer import METHODS
+from tts_opt.optimizer.replay import replay_request
+from tts_opt.optimizer.replay_report import write_replay_report
+from tts_opt.optimizer.service import (
+    COMPARED_METHODS,
+    SearchRequest,
+    compare_runs,
+    request_defaults,
+    run_searches,
+)
+from tts_opt.optimizer.table import read_table, record_request
+
+D = request_defaults()
+bench_app = typer.Typer(
+    help="Tabular benchmark of search methods: score every graph once, replay searches on it."
+)
+TableArg = Annotated[Path, typer.Argument(help="The replay table (JSONL).")]
+
+
+@bench_app.command("record")
+def record(
+    table: TableArg,
+    task: TaskOpt,
+    budget: BudgetOpt,
+    budget_unit: UnitOpt = D["budget_unit"],
+    models: ModelsOpt = None,
+    price: PriceOpt = None,
+    val_questions: ValOpt = D["val_questions"],
+    reeval_questions: ReevalOpt = D["reeval_questions"],
+    test_questions: TestOpt = D["test_questions"],
+    max_nodes: MaxNodesOpt = D["max_nodes"],
+    max_tokens: MaxTokensOpt = D["max_tokens"],
+    sample_seed: SampleSeedOpt = D["sample_seed"],
+    prompt_tokens: PromptTokOpt = D["prompt_tokens"],
+    output_tokens: OutputTokOpt = D["output_tokens"],
+    scorer: ScorerOpt = D["scorer"],
+    engines: EnginesOpt = D["engines"],
+    cache: CacheOpt = D["cache"],
+    fresh: Annotated[bool, typer.Option(help="Start the table over instead of resuming.")] = False,
+) -> None:
+    """Score every graph of up to MAX_NODES nodes within BUDGET (one per isomorphism class) on
+    max(val, reeval) validation and the test questions, into TABLE. A killed recording resumes
+    from TABLE when started again with the same options."""
+    request = SearchRequest.of(locals())
+    with Progress(*Progress.get_default_columns(), console=console) as progress:
+        bar = progress.add_task("graphs", total=None)
+        done = asyncio.run(
+            record_request(
+                table,
+                request,
+                on_progress=lambda n, total: progress.update(bar, completed=n, total=total),
+            )
+        )
+    console.print(f"[green]wrote[/] {table}: {len(done.rows)} graphs")
+
+
+@bench_app.command("replay")
+def replay(
+    table: TableArg,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds per method (0, 1, ...).")] = 20,
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--method",
+            help=f"Methods (repeat; {', '.join(METHODS)}); default: {', '.join(COMPARED_METHODS)}.",
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Output directory of the report.")] = Path(
+        "graphs/bench"
+    ),
+    objective: ObjectiveOpt = D["objective"],
+    iterations: IterationsOpt = D["iterations"],
+    patience: PatienceOpt = D["patience"],
+    node_calls: NodeCallsOpt = D["node_calls"],
+    val_questions: ValOpt = D["val_questions"],
+    race_first: RaceOpt = D["race_first"],
+    pretest_questions: PretestOpt = D["pretest_questions"],
+    reeval_questions: ReevalOpt = D["reeval_questions"],
+    reeval_top_k: TopKOpt = D["reeval_top_k"],
+    test_questions: TestOpt = D["test_questions"],
+    repair: RepairOpt = D["repair"],
+) -> None:
+    """Replay each method with each seed against TABLE (task, pool, budget and questions as
+    recorded; question counts may be lowered); write OUT/replay-<table>.md and .png."""
+    params = dict(locals())
+    runs = compare_runs(methods or COMPARED_METHODS, range(seeds))
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        console.status(f"replaying {len(runs)} searches"),
+    ):
+        request = replay_request(table, params | {"out": Path(scratch)})
+        results = [w.result for w in asyncio.run(run_searches(request, runs))]
+    md, png, markdown = write_replay_report(table, read_table(table).rows, results, out)
+    console.print(markdown, markup=False, highlight=False, soft_wrap=True)
+    console.print(f"[green]wrote[/] {md} and {png}")

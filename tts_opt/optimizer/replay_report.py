@@ -1,0 +1,225 @@
+"""How search methods do on a replay table, over many seeds: markdown and a PNG.
+
+The table is the ground truth: a graph's true accuracy is its mean verdict over every question
+the table holds (validation and test), the best row is the optimum, and the best one-node row is
+the single model a user would otherwise call. Per method the report gives the median and
+interquartile range over seeds of the returned graph's true accuracy and regret (optimum minus
+it), the evaluations and node calls (a node on a question; the final's re-evaluations included)
+spent, and how often the returned graph is truly worse than the single model. The plot follows
+the search: the true accuracy of its best graph so far against evaluations and node calls.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import numpy as np
+
+from tts_opt.graph.io import write_atomic
+from tts_opt.optimizer.candidate_set import canonical_key
+from tts_opt.optimizer.runner import SearchResult
+from tts_opt.optimizer.space import Candidate
+from tts_opt.optimizer.table import GraphRow
+
+
+class Step(msgspec.Struct, frozen=True):
+    """After a search evaluation: what was spent so far and the best graph found (canonical
+    key; "" before the first graph that counts, i.e. during pre-tests)."""
+
+    evaluations: int
+    node_calls: int
+    incumbent: str
+
+
+class SearchOutcome(msgspec.Struct, frozen=True):
+    method: str
+    seed: int
+    returned: str  # canonical key of the shipped graph
+    steps: tuple[Step, ...]
+    node_calls: int  # everything the search spent, its final included
+
+
+class Quartiles(msgspec.Struct, frozen=True):
+    q25: float
+    median: float
+    q75: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Quartiles:
+        q25, median, q75 = np.percentile(np.asarray(values, dtype=float), [25, 50, 75])
+        return cls(float(q25), float(median), float(q75))
+
+
+class MethodSummary(msgspec.Struct, frozen=True):
+    method: str
+    seeds: int
+    accuracy: Quartiles
+    regret: Quartiles
+    evaluations: Quartiles
+    node_calls: Quartiles
+    worse_than_single: float  # share of seeds whose returned graph is below the single model
+
+
+def outcome_of(result: SearchResult) -> SearchOutcome:
+    """The search's incumbent (as `SearchContext.best` picks it) after each evaluation."""
+    steps, calls, best = [], 0, None
+    for i, record in enumerate(result.records, start=1):
+        calls += record.node_calls
+        if record.competes and (best is None or record.utility > best.utility):
+            best = record
+        steps.append(Step(i, calls, "" if best is None else canonical_key(best.candidate)))
+    a = result.artifact
+    returned = canonical_key(Candidate(nodes=a.nodes, edges=a.edges, sink=a.sink))
+    return SearchOutcome(
+        result.settings.method, result.settings.seed, returned, tuple(steps), result.node_calls
+    )
+
+
+def truth(rows: Sequence[GraphRow]) -> dict[str, float]:
+    """True accuracy by canonical key."""
+    return {canonical_key(row.candidate): row.accuracy for row in rows}
+
+
+def best_single(rows: Sequence[GraphRow]) -> GraphRow | None:
+    singles = [r for r in rows if len(r.candidate.nodes) == 1]
+    return max(singles, key=lambda r: r.accuracy) if singles else None
+
+
+def summarize(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome]) -> list[MethodSummary]:
+    """Per method (in first-seen order), over its seeds."""
+    acc = truth(rows)
+    optimum = max(acc.values())
+    single = best_single(rows)
+    by_method: dict[str, list[SearchOutcome]] = defaultdict(list)
+    for o in outcomes:
+        by_method[o.method].append(o)
+    summaries = []
+    for method, runs in by_method.items():
+        found = [acc[o.returned] for o in runs]
+        worse = sum(single is not None and a < single.accuracy for a in found)
+        summaries.append(
+            MethodSummary(
+                method=method,
+                seeds=len(runs),
+                accuracy=Quartiles.of(found),
+                regret=Quartiles.of([optimum - a for a in found]),
+                evaluations=Quartiles.of([o.steps[-1].evaluations if o.steps else 0 for o in runs]),
+                node_calls=Quartiles.of([o.node_calls for o in runs]),
+                worse_than_single=worse / len(runs),
+            )
+        )
+    return summaries
+
+
+def _q(q: Quartiles, pct: bool = True) -> str:
+    fmt = "{:.1%}" if pct else "{:.0f}"
+    return f"{fmt.format(q.median)} [{fmt.format(q.q25)}, {fmt.format(q.q75)}]"
+
+
+def replay_markdown(
+    source: str, rows: Sequence[GraphRow], summaries: Sequence[MethodSummary], plot: Path
+) -> str:
+    best = max(rows, key=lambda r: r.accuracy)
+    single = best_single(rows)
+    n = len(best.questions)
+    lines = [
+        f"# Replay of `{source}`",
+        "",
+        f"- {len(rows)} graphs, each scored on the same {n} questions; true accuracy = mean "
+        "verdict over all of them",
+        f"- best graph: {best.accuracy:.1%} `{best.candidate.summary()}`",
+        "- best single model: "
+        + (f"{single.accuracy:.1%} `{single.candidate.summary()}`" if single else "none fits"),
+        "",
+        "Median [interquartile range] over seeds; regret = best graph - returned graph.",
+        "",
+        "| method | seeds | true accuracy | regret | evaluations | node calls | "
+        "worse than single |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.method} | {s.seeds} | {_q(s.accuracy)} | {_q(s.regret)} | "
+            f"{_q(s.evaluations, False)} | {_q(s.node_calls, False)} | "
+            f"{s.worse_than_single:.0%} |"
+        )
+    lines += [
+        "",
+        "The plot follows each search's best graph by validation utility so far (before the "
+        "final); a dot marks the returned graph.",
+        "",
+        f"![true accuracy of the best graph so far]({plot.name})",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _incumbent_at(outcome: SearchOutcome, spent: np.ndarray, by_calls: bool) -> list[str]:
+    """The incumbent once `spent` evaluations (or node calls) were used, per grid point."""
+    marks = [s.node_calls if by_calls else s.evaluations for s in outcome.steps]
+    index = np.searchsorted(marks, spent, side="right") - 1
+    return ["" if i < 0 else outcome.steps[i].incumbent for i in index]
+
+
+def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], path: Path) -> Path:
+    """True accuracy of the best graph so far against evaluations and node calls: median over
+    seeds, interquartile band; a dot: the graph returned after the final (medians); dashed: the
+    table's best graph, dotted: the best single model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    acc = truth(rows)
+    single = best_single(rows)
+    by_method: dict[str, list[SearchOutcome]] = defaultdict(list)
+    for o in outcomes:
+        by_method[o.method].append(o)
+    most_evals = max((len(o.steps) for o in outcomes), default=1)
+    most_calls = max((o.node_calls for o in outcomes), default=1)
+    grids = (np.arange(1, most_evals + 1), np.linspace(0, most_calls, 200))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    for ax, grid, by_calls, label in zip(
+        axes, grids, (False, True), ("graph evaluations", "node calls"), strict=True
+    ):
+        for method, runs in by_method.items():
+            curves = np.array(
+                [
+                    [acc.get(k, np.nan) if k else np.nan for k in _incumbent_at(o, grid, by_calls)]
+                    for o in runs
+                ],
+                dtype=float,
+            )
+            found = ~np.isnan(curves).all(axis=0)
+            x, curves = grid[found], curves[:, found]
+            q25, median, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
+            (line,) = ax.plot(x, median, label=method)
+            ax.fill_between(x, q25, q75, alpha=0.15, color=line.get_color())
+            spent = [o.node_calls if by_calls else len(o.steps) for o in runs]
+            returned = [acc[o.returned] for o in runs]
+            ax.plot(np.median(spent), np.median(returned), "o", color=line.get_color())
+        ax.axhline(max(acc.values()), color="black", linestyle="--", linewidth=1, label="best")
+        if single is not None:
+            ax.axhline(single.accuracy, color="gray", linestyle=":", label="best single model")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("true accuracy of the best graph so far")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_replay_report(
+    source: Path, rows: Sequence[GraphRow], results: Sequence[SearchResult], out: Path
+) -> tuple[Path, Path, str]:
+    """`out/replay-<table>.md` and `.png`; returns their paths and the markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    outcomes = [outcome_of(r) for r in results]
+    plot = plot_replay(rows, outcomes, out / f"replay-{source.stem}.png")
+    markdown = replay_markdown(str(source), rows, summarize(rows, outcomes), plot)
+    return write_atomic(out / f"replay-{source.stem}.md", markdown.encode()), plot, markdown
