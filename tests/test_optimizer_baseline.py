@@ -12,9 +12,14 @@ import pytest
 from optimizer_support import fast_settings, paper_space, synthetic_task
 
 from tts_opt.evaluation.stats import mcnemar_exact, paired_difference_interval
-from tts_opt.graph import load_artifact, save_artifact
+from tts_opt.graph import Node, load_artifact, save_artifact
 from tts_opt.optimizer import SyntheticScorer, optimize
-from tts_opt.optimizer.baseline import is_single_model
+from tts_opt.optimizer.archive import EvaluationRecord
+from tts_opt.optimizer.baseline import graph_wins, is_single_model, paired
+from tts_opt.optimizer.budget import parallel_graph
+from tts_opt.optimizer.objective import Measurement, Objective
+from tts_opt.optimizer.report import run_report
+from tts_opt.optimizer.space import Candidate
 
 TASK = synthetic_task(1200)
 SPACE = paper_space(budget=18.0)
@@ -90,3 +95,49 @@ def test_graph_show_and_the_model_card_carry_the_comparison(tmp_path: Path) -> N
     runner = GraphRunner(artifact, {m.name: ScriptedEngine(m.name) for m in artifact.models})
     card = profile_info(Profile("math@18", tmp_path / "g.json", artifact, runner))
     assert card.baseline == artifact.baseline
+
+
+def test_the_self_consistency_graph_of_the_strongest_model_is_in_the_final(tmp_path: Path) -> None:
+    result = search(tmp_path / "a.jsonl", SyntheticScorer())
+    consistency = result.selection.consistency
+    assert consistency is not None and consistency in result.selection.finalists
+    # The 8B model cannot afford two samples and a fuser at this budget; the 3B can.
+    assert not SPACE.within_budget(parallel_graph(SPACE, ["llama-3.1-8b"] * 3))
+    assert {node.model for node in consistency.candidate.nodes} == {"llama-3.2-3b"}
+    width = len(consistency.candidate.nodes)
+    assert width >= 3 and SPACE.within_budget(consistency.candidate)
+    assert not SPACE.within_budget(parallel_graph(SPACE, ["llama-3.2-3b"] * (width + 1)))
+    assert consistency.measurement.n == 300  # re-evaluated with the finalists
+    assert "(self-consistency baseline)" in run_report(result)
+
+
+def _record(correct: int, latency_s: float, n: int = 100) -> EvaluationRecord:
+    outcomes = tuple(i < correct for i in range(n))
+    measurement = Measurement(
+        accuracy=correct / n,
+        n=n,
+        ci_low=0.0,
+        ci_high=1.0,
+        latency_p50_s=latency_s,
+        latency_p95_s=latency_s,
+        flops=1.0,
+        outcomes=outcomes,
+        latencies_s=tuple(latency_s + 0.01 * (i % 7) for i in range(n)),
+    )
+    graph = Candidate(nodes=(Node("a", "llama-3.1-8b", "assistant"),), edges=(), sink="a")
+    return EvaluationRecord(-1, "reeval", graph, measurement, 1.0, 0.0, 0, 0.0)
+
+
+@pytest.mark.parametrize(("weight", "ships"), [(0.01, True), (0.5, False)])
+def test_under_accuracy_latency_a_paired_bootstrap_of_the_utility_decides(
+    weight: float, ships: bool
+) -> None:
+    """20 points more accurate for 1 s more: worth it at 1 point per second, not at 50."""
+    objective = Objective(kind="accuracy-latency", latency_weight=weight)
+    graph, single = _record(60, 3.0), _record(40, 2.0)
+    comparison = paired(graph, single, "val", objective)
+    assert comparison.utility_difference == pytest.approx(0.2 - weight * 1.0)
+    assert comparison.utility_p_value is not None
+    assert (comparison.utility_p_value < 0.05) is ships
+    assert graph_wins(graph, single, comparison, objective, 0.05) is ships
+    assert comparison.p_value < 0.05  # McNemar alone would ship it either way

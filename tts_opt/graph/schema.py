@@ -131,7 +131,9 @@ class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class PairedComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """This graph against the single-model baseline on the same questions and sample seeds:
-    both accuracies, their difference with its 95% interval, and the exact McNemar p-value."""
+    both accuracies, their difference with its 95% interval, and the exact McNemar p-value.
+    Under an accuracy-latency objective also the utility difference and its one-sided paired
+    bootstrap p-value (the chance of a difference this large if the graph were no better)."""
 
     baseline: str  # e.g. "single qwen2.5-coder-1.5b"
     split: str
@@ -142,6 +144,8 @@ class PairedComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ci_low: float
     ci_high: float
     p_value: float
+    utility_difference: float | None = None
+    utility_p_value: float | None = None
 
 
 class BaselineComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -58,7 +58,11 @@ def run_report(result: SearchResult) -> str:
         "",
         "| graph | validation | utility |",
         "|---|---|---|",
-        *(f"| `{r.candidate.summary()}` | {_ci(r)} | {r.utility:.4g} |" for r in sel.finalists),
+        *(
+            f"| `{r.candidate.summary()}`{' (self-consistency baseline)' * (r is sel.consistency)}"
+            f" | {_ci(r)} | {r.utility:.4g} |"
+            for r in sel.finalists
+        ),
         *(
             [f"| `{b.candidate.summary()}` (single-model baseline) | {_ci(b)} | {b.utility:.4g} |"]
             if (b := sel.baseline) is not None and b not in sel.finalists

@@ -3,13 +3,17 @@ the single model, then tested.
 
 The search's best score is biased upward (the maximum of noisy estimates), so the top `top_k`
 distinct graphs by search utility are re-evaluated on a larger validation set, next to every
-single-model call that fits the budget (`tts_opt.optimizer.baseline`), on the same questions.
+single-model call that fits the budget and the self-consistency graph of the strongest model
+(`tts_opt.optimizer.baseline`; a finalist too, when the search did not rank it there), on the
+same questions.
 The best finalist ships only if it beats the best single model there by a paired test; else the
 single model ships. Only then is the test split used, to report the shipped graph and the single
 model on the same test questions.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import msgspec
 
@@ -19,8 +23,10 @@ from tts_opt.optimizer.baseline import (
     graph_wins,
     is_single_model,
     paired,
+    self_consistency_candidate,
     single_model_candidates,
 )
+from tts_opt.optimizer.candidate_set import canonical_key
 from tts_opt.optimizer.context import SearchContext
 
 
@@ -37,6 +43,8 @@ class Selection(msgspec.Struct, frozen=True):
     # model itself ships).
     baseline_test: EvaluationRecord | None = None
     test_comparison: PairedComparison | None = None
+    # The self-consistency graph among the finalists, when one fits the budget.
+    consistency: EvaluationRecord | None = None
 
     @property
     def graph_shipped(self) -> bool:
@@ -60,29 +68,37 @@ async def select(ctx: SearchContext, top_k: int, alpha: float) -> Selection:
     if not order:
         raise RuntimeError("the search evaluated no graph: raise --iterations")
     finalists = [await ctx.evaluate_final(r.candidate, "reeval") for r in order[:top_k]]
+    consistency = None
+    if (same_model := self_consistency_candidate(ctx.space)) is not None:
+        key = canonical_key(same_model)
+        consistency = next((f for f in finalists if canonical_key(f.candidate) == key), None)
+        if consistency is None:
+            consistency = await ctx.evaluate_final(same_model, "reeval")
+            finalists.append(consistency)
     singles = [await ctx.evaluate_final(c, "reeval") for c in single_model_candidates(ctx.space)]
     singles += [f for f in finalists if is_single_model(f.candidate)]
     graphs = [f for f in finalists if not is_single_model(f.candidate)]
+    done = partial(
+        Selection, search_best=order[0], finalists=tuple(finalists), consistency=consistency
+    )
     if not singles or not graphs:  # nothing to compare: the best of what was scored ships
         winner = max(finalists + singles, key=lambda r: r.utility)  # finalists first on ties
         test = await ctx.evaluate_final(winner.candidate, "test")
         baseline = winner if singles else None
-        return Selection(order[0], tuple(finalists), winner, test, baseline)
+        return done(winner=winner, test=test, baseline=baseline)
     baseline = max(singles, key=lambda r: r.utility)
     best = max(graphs, key=lambda r: r.utility)  # first (best in search) on ties
-    validation = paired(best, baseline, "val")
+    validation = paired(best, baseline, "val", ctx.objective)
     winner = best if graph_wins(best, baseline, validation, ctx.objective, alpha) else baseline
     test = await ctx.evaluate_final(winner.candidate, "test")
     if winner is baseline:
-        return Selection(order[0], tuple(finalists), winner, test, baseline, validation)
+        return done(winner=winner, test=test, baseline=baseline, validation=validation)
     baseline_test = await ctx.evaluate_final(baseline.candidate, "test")
-    return Selection(
-        order[0],
-        tuple(finalists),
-        winner,
-        test,
-        baseline,
-        validation,
-        baseline_test,
-        paired(test, baseline_test, "test"),
+    return done(
+        winner=winner,
+        test=test,
+        baseline=baseline,
+        validation=validation,
+        baseline_test=baseline_test,
+        test_comparison=paired(test, baseline_test, "test", ctx.objective),
     )
