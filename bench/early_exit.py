@@ -15,7 +15,7 @@ warmth the engines keep from it (prefix cache) favours the run without, so the l
 not overstated.
 
     python bench/early_exit.py [--questions 60] [--quorum 2] [--width 3]
-        [--model qwen2.5-coder-1.5b] [--max-tokens 512] [--concurrency 8] [--engines FILE]
+        [--model qwen2.5-coder-1.5b] [--max-tokens 512] [--concurrency 32] [--engines FILE]
         [--out DIR]
 """
 
@@ -25,23 +25,18 @@ import argparse
 import asyncio
 import shlex
 import sys
-import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import msgspec
-from paired import print_paired, print_rows
+from paired import add_graph_arguments, graph_setup, print_paired, print_rows, start_engines
 
 from tts_opt.engines.base import Engine
-from tts_opt.engines.pool import EnginePool, PoolConfig, load_pool_config
-from tts_opt.evaluation import EvalReport, evaluate, model_spec, parallel_graph, save_report
+from tts_opt.engines.vllm_config import MAX_NUM_SEQS
+from tts_opt.evaluation import EvalReport, evaluate, save_report
 from tts_opt.graph.schema import AnswerExtractor, EarlyExit, GraphArtifact
 from tts_opt.graph.validate import validate
-from tts_opt.tasks import get_task
 from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
-
-WARMUP = 2  # questions of the warm-up evaluation (not among the measured ones)
 
 
 def with_rule(graph: GraphArtifact, quorum: int) -> GraphArtifact:
@@ -95,36 +90,27 @@ def print_comparison(plain: EvalReport, ruled: EvalReport) -> None:
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=60)
+    add_graph_arguments(parser, questions=60)
     parser.add_argument("--quorum", type=int, default=2)
-    parser.add_argument("--width", type=int, default=3, help="assistants into the fuser")
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="every node's model")
-    parser.add_argument("--max-tokens", type=int, help="per node (default: the graph's, 512)")
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--engines", type=Path, help="engine pool config (default: embedded)")
-    parser.add_argument("--out", type=Path, help="also write both evaluation reports here")
+    parser.add_argument("--concurrency", type=int, default=MAX_NUM_SEQS)
     args = parser.parse_args()
     print("command: python bench/early_exit.py " + shlex.join(sys.argv[1:]))
-
-    task = get_task("gsm8k")
-    picked = task.split("val", WARMUP + args.questions)
-    warmup, questions = picked[:WARMUP], picked[WARMUP:]
-    pool_config = PoolConfig() if args.engines is None else load_pool_config(args.engines)
-    spec = model_spec(args.model, pool_config)
-    graph = parallel_graph(task, [spec] * args.width, spec)
+    setup = graph_setup(args)
+    task, questions, graph = setup.task, setup.questions, setup.graph
     validate(with_rule(graph, args.quorum))  # a bad quorum fails here, before any engine starts
     print(
-        f"task gsm8k val, {len(questions)} questions, {args.width} x {spec.name} -> "
-        f"{spec.name} fuser, quorum {args.quorum}, concurrency {args.concurrency}, cache off"
+        f"task gsm8k val, {len(questions)} questions, {args.width} x {setup.model} -> "
+        f"{setup.model} fuser, quorum {args.quorum}, concurrency {args.concurrency}, cache off"
     )
-
-    pool = EnginePool(pool_config)
-    started = time.perf_counter()
-    engines = await pool.start([spec.name])
-    print(f"engines up in {time.perf_counter() - started:.0f} s")
+    pool, engines = await start_engines(setup)
     try:
         await evaluate(
-            graph, task, warmup, engines, concurrency=args.concurrency, max_tokens=args.max_tokens
+            graph,
+            task,
+            setup.warmup,
+            engines,
+            concurrency=args.concurrency,
+            max_tokens=args.max_tokens,
         )
         plain, ruled = await paired_runs(
             graph,

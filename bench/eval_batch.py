@@ -17,51 +17,30 @@ import argparse
 import asyncio
 import shlex
 import sys
-import time
-from pathlib import Path
 
-from paired import print_paired, print_rows
+from paired import add_graph_arguments, graph_setup, print_paired, print_rows, start_engines
 
-from tts_opt.engines.pool import EnginePool, PoolConfig, load_pool_config
-from tts_opt.evaluation import EvalReport, evaluate, model_spec, parallel_graph, save_report
-from tts_opt.tasks import get_task
-
-WARMUP = 2  # questions of the warm-up evaluation (not among the measured ones)
+from tts_opt.evaluation import EvalReport, evaluate, save_report
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=int, default=30)
-    parser.add_argument("--width", type=int, default=3, help="assistants into the fuser")
-    parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="every node's model")
-    parser.add_argument("--max-tokens", type=int, help="per node (default: the graph's, 512)")
+    add_graph_arguments(parser, questions=30)
     parser.add_argument("--concurrency", type=int, nargs=2, default=[8, 32], metavar=("OLD", "NEW"))
-    parser.add_argument("--engines", type=Path, help="engine pool config (default: embedded)")
-    parser.add_argument("--out", type=Path, help="also write both evaluation reports here")
     args = parser.parse_args()
     print("command: python bench/eval_batch.py " + shlex.join(sys.argv[1:]))
-
-    task = get_task("gsm8k")
-    picked = task.split("val", WARMUP + args.questions)
-    warmup, questions = picked[:WARMUP], picked[WARMUP:]
-    pool_config = PoolConfig() if args.engines is None else load_pool_config(args.engines)
-    spec = model_spec(args.model, pool_config)
-    graph = parallel_graph(task, [spec] * args.width, spec)
+    setup = graph_setup(args)
     old, new = args.concurrency
     print(
-        f"task gsm8k val, {len(questions)} questions, {args.width} x {spec.name} -> {spec.name} "
-        f"fuser, {old} vs {new} questions in flight, cache off"
+        f"task gsm8k val, {len(setup.questions)} questions, {args.width} x {setup.model} -> "
+        f"{setup.model} fuser, {old} vs {new} questions in flight, cache off"
     )
+    pool, engines = await start_engines(setup)
 
-    pool = EnginePool(pool_config)
-    started = time.perf_counter()
-    engines = await pool.start([spec.name])
-    print(f"engines up in {time.perf_counter() - started:.0f} s")
-
-    async def run(concurrency: int, on=questions) -> EvalReport:
+    async def run(concurrency: int, on=setup.questions) -> EvalReport:
         return await evaluate(
-            graph,
-            task,
+            setup.graph,
+            setup.task,
             on,
             engines,
             concurrency=concurrency,
@@ -71,7 +50,7 @@ async def main() -> None:
         )
 
     try:
-        await run(old, on=warmup)
+        await run(old, on=setup.warmup)
         batched = await run(new)
         print(f"{new} in flight: {batched.wall_s:.0f} s", flush=True)
         baseline = await run(old)

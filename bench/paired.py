@@ -1,11 +1,63 @@
-"""Two evaluations of graphs on the same questions and sample seeds, side by side: a row per
-run, the ratios of the second to the first, and the paired accuracy difference (second minus
-first) with its 95% interval and the exact McNemar p-value."""
+"""Paired evaluation benchmarks: one same-model GSM8K graph (K assistants into a fuser) on
+validation questions, two ways, on one set of engines. Here: the shared options and set-up, and
+the comparison of two evaluations on the same questions and sample seeds (a row per run, the
+ratios of the second to the first, the paired accuracy difference with its 95% interval and the
+exact McNemar p-value)."""
 
 from __future__ import annotations
 
-from tts_opt.evaluation import EvalReport
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+from tts_opt.engines.base import Engine
+from tts_opt.engines.pool import EnginePool, PoolConfig, load_pool_config
+from tts_opt.evaluation import EvalReport, model_spec, parallel_graph
 from tts_opt.evaluation.stats import mcnemar_exact, paired_difference_interval
+from tts_opt.graph.schema import GraphArtifact
+from tts_opt.tasks import get_task
+from tts_opt.tasks.schema import Question
+from tts_opt.tasks.task import Task
+
+WARMUP = 2  # questions of the warm-up evaluation (not among the measured ones)
+
+
+class Setup(NamedTuple):
+    task: Task
+    warmup: Sequence[Question]
+    questions: Sequence[Question]
+    pool_config: PoolConfig
+    graph: GraphArtifact
+    model: str
+
+
+def add_graph_arguments(parser: argparse.ArgumentParser, questions: int) -> None:
+    parser.add_argument("--questions", type=int, default=questions)
+    parser.add_argument("--width", type=int, default=3, help="assistants into the fuser")
+    parser.add_argument("--model", default="qwen2.5-coder-1.5b", help="every node's model")
+    parser.add_argument("--max-tokens", type=int, help="per node (default: the graph's, 512)")
+    parser.add_argument("--engines", type=Path, help="engine pool config (default: embedded)")
+    parser.add_argument("--out", type=Path, help="also write both evaluation reports here")
+
+
+def graph_setup(args: argparse.Namespace) -> Setup:
+    """The task, the warm-up and measured questions, the pool config and the graph."""
+    task = get_task("gsm8k")
+    picked = task.split("val", WARMUP + args.questions)
+    pool_config = PoolConfig() if args.engines is None else load_pool_config(args.engines)
+    spec = model_spec(args.model, pool_config)
+    graph = parallel_graph(task, [spec] * args.width, spec)
+    return Setup(task, picked[:WARMUP], picked[WARMUP:], pool_config, graph, spec.name)
+
+
+async def start_engines(setup: Setup) -> tuple[EnginePool, Mapping[str, Engine]]:
+    pool = EnginePool(setup.pool_config)
+    started = time.perf_counter()
+    engines = await pool.start([setup.model])
+    print(f"engines up in {time.perf_counter() - started:.0f} s", flush=True)
+    return pool, engines
 
 
 def print_rows(*reports: EvalReport) -> None:
