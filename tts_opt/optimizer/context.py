@@ -22,7 +22,7 @@ import math
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import msgspec
 import numpy as np
@@ -115,11 +115,8 @@ class SearchContext:
         self._offset = max(past, default=0.0)
         self.tokens = 0  # counted as records are made or replayed
         self.node_calls = 0  # likewise
-        # Per (question set, graph): the longest measurement from the first question on.
-        self._scored: dict[tuple[int, str], Measurement] = {}
-        self._question_sets = {
-            stage: hash(tuple(q.id for q in qs)) for stage, qs in questions.items()
-        }
+        # Per (first question, graph): the longest measurement and the questions it covers.
+        self._scored: dict[tuple[str, str], tuple[tuple[str, ...], Measurement]] = {}
 
     def elapsed(self) -> float:
         return self._offset + time.monotonic() - self._started
@@ -157,26 +154,31 @@ class SearchContext:
     async def _score(self, candidate: Candidate, stage: Stage, k: int) -> tuple[Measurement, int]:
         """The graph on the first `k` questions of the stage, and the node calls that took.
 
-        Verdicts already measured for the graph on those questions (same question set, same
-        sample seeds: the same draws) are reused, so a graph proposed again, or raced further,
-        costs only its new questions."""
-        questions = self.questions[stage]
-        key = (self._question_sets[stage], candidate.key())
-        known = self._scored.get(key)
-        if known is not None and known.n >= k:
+        Verdicts already measured for the graph on the same questions (same sample seeds: the
+        same draws) are reused: the stages' question sets are prefixes of one validation order,
+        so a graph proposed again, raced further or re-evaluated costs only its new questions."""
+        wanted = self.questions[stage][:k]
+        if not wanted:
+            return await self.scorer.score(self.space.artifact(candidate), wanted), 0
+        ids = tuple(q.id for q in wanted)
+        known_ids, known = self._scored.get((ids[0], candidate.key()), ((), None))
+        shared = _common_prefix(known_ids, ids)
+        if known is not None and shared == k:
             return known.head(k), 0
-        start = 0 if known is None else known.n
+        start = shared if known is not None and shared == len(known_ids) else 0
         artifact = self.space.artifact(candidate)
-        new = await self.scorer.score(artifact, questions[start:k])
-        measurement = new if known is None else known.extended(new)
-        self._scored[key] = measurement
+        new = await self.scorer.score(artifact, wanted[start:])
+        measurement = new if start == 0 else cast(Measurement, known).extended(new)
+        self._remember(candidate, ids, measurement)
         return measurement, len(active_nodes(artifact)) * (k - start)
 
-    def _remember(self, record: EvaluationRecord) -> None:
-        key = (self._question_sets[record.stage], record.candidate.key())
-        known = self._scored.get(key)
-        if known is None or known.n < record.measurement.n:
-            self._scored[key] = record.measurement
+    def _remember(self, candidate: Candidate, ids: tuple[str, ...], m: Measurement) -> None:
+        """Keep the longest measurement per graph and question order (named by its first
+        question: validation stages share one order, the test split has its own)."""
+        key = (ids[0], candidate.key())
+        known_ids, _ = self._scored.get(key, ((), None))
+        if len(ids) > len(known_ids):
+            self._scored[key] = (ids, m)
 
     async def _race(self, candidate: Candidate, stage: Stage) -> tuple[Measurement, int]:
         """Score on a growing prefix of the stage's questions while the graph can still beat
@@ -234,7 +236,8 @@ class SearchContext:
     def _count(self, record: EvaluationRecord) -> None:
         self.tokens += record.measurement.tokens
         self.node_calls += record.node_calls
-        self._remember(record)
+        if ids := tuple(q.id for q in self.questions[record.stage][: record.measurement.n]):
+            self._remember(record.candidate, ids, record.measurement)
 
     async def evaluate(
         self, candidate: Candidate, stage: Stage, agent_call: int | None = None
@@ -314,3 +317,8 @@ class SearchContext:
     def agent_seed(self) -> int:
         """A seed for the agent's own randomness, fixed by (seed, agent call index)."""
         return int(np.random.default_rng([self.seed, self._agent_calls, 7]).integers(2**31))
+
+
+def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:
+    pairs = zip(a, b, strict=False)  # up to the shorter
+    return next((i for i, (x, y) in enumerate(pairs) if x != y), min(len(a), len(b)))
