@@ -281,11 +281,8 @@ def test_bench_record_and_replay_from_the_command_line(tmp_path) -> None:
     assert recorded.exit_code == 0, recorded.output
     graphs = len(read_table(path).rows)
     assert f"{graphs} graphs" in recorded.output
-    replayed = runner.invoke(
-        app,
-        ["bench", "replay", str(path), "--seeds", "3", "--method", "random", "--out", str(out)]
-        + ["--parallel", "2"],
-    )
+    replay = ["bench", "replay", str(path), "--seeds", "3", "--method", "random", "--parallel", "2"]
+    replayed = runner.invoke(app, [*replay, "--out", str(out)])
     assert replayed.exit_code == 0, replayed.output
     report = (out / "replay-sums.md").read_text()
     assert "| random | 3 |" in report and (out / "replay-sums.png").stat().st_size > 0
