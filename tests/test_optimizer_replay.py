@@ -14,11 +14,12 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from optimizer_support import fast_settings, paper_space, synthetic_task
+from optimizer_support import FreeChat, fast_settings, paper_space, synthetic_task
 from typer.testing import CliRunner
 
 from tts_opt.graph import Node
 from tts_opt.optimizer import SearchResult, SyntheticScorer, optimize
+from tts_opt.optimizer.agents import LLMAgent, ReplyCounts, RuleBasedAgent
 from tts_opt.optimizer.candidate_set import (
     CandidateSetError,
     all_candidates,
@@ -27,7 +28,8 @@ from tts_opt.optimizer.candidate_set import (
     signature,
 )
 from tts_opt.optimizer.replay import ReplayScorer, replay_request
-from tts_opt.optimizer.replay_report import SearchOutcome, Step, summarize
+from tts_opt.optimizer.replay_report import SearchOutcome, Step, summarize, write_replay_report
+from tts_opt.optimizer.report import replies
 from tts_opt.optimizer.service import SearchRequest
 from tts_opt.optimizer.space import Candidate
 from tts_opt.optimizer.table import (
@@ -279,9 +281,8 @@ def test_bench_record_and_replay_from_the_command_line(tmp_path) -> None:
     assert recorded.exit_code == 0, recorded.output
     graphs = len(read_table(path).rows)
     assert f"{graphs} graphs" in recorded.output
-    replayed = runner.invoke(
-        app, ["bench", "replay", str(path), "--seeds", "3", "--method", "random", "--out", str(out)]
-    )
+    replay = ["bench", "replay", str(path), "--seeds", "3", "--method", "random", "--parallel", "2"]
+    replayed = runner.invoke(app, [*replay, "--out", str(out)])
     assert replayed.exit_code == 0, replayed.output
     report = (out / "replay-sums.md").read_text()
     assert "| random | 3 |" in report and (out / "replay-sums.png").stat().st_size > 0
@@ -309,3 +310,40 @@ def test_the_signature_tells_graphs_apart_and_ignores_names() -> None:
             sink=renamed[c.sink],
         )
         assert signature(other) == signature(c) and canonical(other) == c
+
+
+def test_a_replayed_search_with_an_llm_agent_reports_how_its_replies_came_about(
+    table: Table, tmp_path
+) -> None:
+    agent = LLMAgent(FreeChat(), RuleBasedAgent(), model="free")
+    results = [
+        asyncio.run(
+            optimize(
+                TASK,
+                SPACE,
+                fast_settings(seed=seed),
+                ReplayScorer(table),
+                tmp_path / f"s{seed}.jsonl",
+                agent=agent,
+            )
+        )
+        for seed in range(2)
+    ]
+    rule_based = search(tmp_path / "rule.jsonl", "agent-reinforce", ReplayScorer(table))
+    counts = sum((r.agent_replies for r in results), ReplyCounts())
+    archived = [
+        json.loads(line)["type"] == "agent"
+        for seed in range(2)
+        for line in (tmp_path / f"s{seed}.jsonl").read_text().splitlines()
+    ]
+    assert counts.decisions == sum(archived) > 2  # every decision, each search's picks and more
+    *_, markdown = write_replay_report(table.path, table.rows, [*results, rule_based], tmp_path)
+    assert "| agent-reinforce [llm:free] | 2 |" in markdown
+    assert "| agent-reinforce | 1 |" in markdown
+    assert f"- agent-reinforce [llm:free]: {replies(counts)}" in markdown
+    assert "- agent-reinforce:" not in markdown  # the rule-based agent has no replies
+
+
+def test_a_replay_request_takes_the_agent_model(table: Table) -> None:
+    request = replay_request(table.path, {"agent_model": "qwen2.5-coder-1.5b"})
+    assert request.agent_model == "qwen2.5-coder-1.5b" and request.agent_base_url is None

@@ -14,7 +14,7 @@ import pytest
 import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from optimizer_support import fast_settings, paper_space, synthetic_task
+from optimizer_support import FreeChat, fast_settings, paper_space, synthetic_task
 from typer.testing import CliRunner
 
 from tts_opt.cli.errors import CommandLineGroup
@@ -30,7 +30,7 @@ from tts_opt.optimizer import (
     SyntheticScorer,
     optimize,
 )
-from tts_opt.optimizer.agents import ChatReply, ChatTurn, LLMAgent, RuleBasedAgent
+from tts_opt.optimizer.agents import LLMAgent, RuleBasedAgent
 from tts_opt.optimizer.archive import Archive, RunHeader
 from tts_opt.tasks import Question
 
@@ -50,28 +50,6 @@ def search(
 
 def trace(result: SearchResult) -> list[tuple]:
     return [(r.index, r.stage, r.candidate.key(), r.measurement) for r in result.records]
-
-
-class FreeChat:
-    """An LLM stand-in: picks the first two multisets, then answers with some of the edges of
-    the parallel graph (how many depends on the prompt, so replies are reproducible)."""
-
-    calls = 0
-
-    async def __call__(self, messages: Sequence[ChatTurn]) -> ChatReply:
-        type(self).calls += 1
-        prompt = messages[1].content
-        if "multisets" in prompt:
-            return ChatReply('{"picks": [0, 1]}')
-        lines = prompt.split("Nodes you may use")[1].split("\n\n")[0].splitlines()[1:]
-        ids = [line.split(":")[0].strip() for line in lines]
-        models = [line.split(":")[1].strip() for line in lines]
-        sink = ids[-1]
-        nodes = [
-            {"id": i, "model": m, "role": "assistant"} for i, m in zip(ids, models, strict=True)
-        ]
-        edges = [[i, sink] for i in ids[:-1]][: 1 + prompt.count("step") % 3]
-        return ChatReply(json.dumps({"nodes": nodes, "edges": edges, "sink": sink}), 10, 5)
 
 
 @pytest.mark.parametrize("method", OFFLINE_METHODS)

@@ -17,6 +17,9 @@ from rich.progress import Progress
 
 from tts_opt.cli.display import console
 from tts_opt.cli.optimize_command import (
+    AgentKeyOpt,
+    AgentModelOpt,
+    AgentUrlOpt,
     BudgetOpt,
     CacheOpt,
     EnginesOpt,
@@ -27,6 +30,7 @@ from tts_opt.cli.optimize_command import (
     NodeCallsOpt,
     ObjectiveOpt,
     OutputTokOpt,
+    ParallelOpt,
     PatienceOpt,
     PretestOpt,
     PriceOpt,
@@ -123,9 +127,18 @@ def replay(
     reeval_top_k: TopKOpt = D["reeval_top_k"],
     test_questions: TestOpt = D["test_questions"],
     repair: RepairOpt = D["repair"],
+    agent_model: AgentModelOpt = D["agent_model"],
+    agent_base_url: AgentUrlOpt = D["agent_base_url"],
+    agent_api_key_env: AgentKeyOpt = D["agent_api_key_env"],
+    engines: EnginesOpt = D["engines"],
+    parallel: ParallelOpt = 1,
 ) -> None:
     """Replay each method with each seed against TABLE (task, pool, budget and questions as
-    recorded; question counts may be lowered); write OUT/replay-<table>.md and .png."""
+    recorded; question counts may be lowered); write OUT/replay-<table>.md and .png.
+
+    With --agent-model, the Agent-REINFORCE methods ask that chat model: an embedded model (or
+    one of --engines) runs in this process, its replies held to the reply schema by structured
+    outputs; the report counts how its replies came about."""
     params = dict(locals())
     runs = compare_runs(methods or COMPARED_METHODS, range(seeds))
     with (
@@ -133,7 +146,7 @@ def replay(
         console.status(f"replaying {len(runs)} searches"),
     ):
         request = replay_request(table, params | {"out": Path(scratch)})
-        results = [w.result for w in asyncio.run(run_searches(request, runs))]
+        results = [w.result for w in asyncio.run(run_searches(request, runs, parallel=parallel))]
     md, png, markdown = write_replay_report(table, read_table(table).rows, results, out)
     console.print(markdown, markup=False, highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {md} and {png}")

@@ -91,11 +91,27 @@ MaxTokensOpt = Annotated[
 AgentModelOpt = Annotated[
     str | None,
     typer.Option(
-        help="Chat model of the LLM agent; without it the rule-based agent runs (offline)."
+        help="Chat model of the LLM agent (an embedded model, or one of --engines, runs in "
+        "this process); without it the rule-based agent runs (offline)."
     ),
 ]
-AgentUrlOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible base URL of the agent.")]
+AgentUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="OpenAI-compatible base URL of the agent (default: the pool's engine for a model "
+        "it runs, else the OpenAI API)."
+    ),
+]
 AgentKeyOpt = Annotated[str, typer.Option(help="Environment variable holding the agent's key.")]
+ParallelOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Searches run at once: their evaluations and an in-process agent's calls share the "
+        "engines' batches (more throughput on one machine; each search time then includes the "
+        "sharing).",
+    ),
+]
 PromptTokOpt = Annotated[float | None, typer.Option(help="Average prompt tokens A (cost model).")]
 OutputTokOpt = Annotated[float | None, typer.Option(help="Average output tokens B (cost model).")]
 SampleSeedOpt = Annotated[
@@ -106,7 +122,8 @@ ScorerOpt = Annotated[str, typer.Option(help="Graph scorer: real, or synthetic (
 EnginesOpt = Annotated[
     Path | None,
     typer.Option(
-        help="Engine pool config (JSON/TOML) for the real scorer; default: embedded models."
+        help="Engine pool config (JSON/TOML) for the real scorer and an in-process agent; "
+        "default: embedded models."
     ),
 ]
 CacheOpt = Annotated[
@@ -231,14 +248,7 @@ def compare_command(
         ),
     ] = None,
     seeds: Annotated[list[int] | None, typer.Option("--seed", help="Seeds (repeat).")] = None,
-    parallel: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            help="Searches run at once: their evaluations share the engines' batches (more "
-            "throughput on one machine; each search time then includes the sharing).",
-        ),
-    ] = 1,
+    parallel: ParallelOpt = 1,
     out: OutOpt = Path("graphs/compare"),
     budget_unit: UnitOpt = D["budget_unit"],
     models: ModelsOpt = None,

@@ -32,6 +32,9 @@ class SamplingParams(msgspec.Struct, frozen=True):
     seed: int | None = None
     stop: tuple[str, ...] = ()
     n: int = 1
+    # A JSON Schema (as JSON text) every sample must match: structured outputs (guided
+    # decoding on vLLM, a `json_schema` response format on OpenAI-compatible servers).
+    json_schema: str | None = None
 
 
 class SampleDelta(msgspec.Struct, frozen=True):

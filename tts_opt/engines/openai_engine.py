@@ -155,6 +155,16 @@ class OpenAIEngine:
             seed=params.seed,
             stop=list(params.stop) or None,
             n=params.n,
+            response_format=openai.omit
+            if params.json_schema is None
+            else {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "reply",
+                    "schema": msgspec.json.decode(params.json_schema),
+                    "strict": True,
+                },
+            },
             stream=True,
             stream_options={"include_usage": True},
         )

@@ -7,6 +7,7 @@ name but that is one of the embedded models runs in-process from the local model
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +19,7 @@ from tts_opt.engines.base import Engine, EngineError
 from tts_opt.engines.openai_engine import OpenAIEngine, OpenAIEngineConfig
 from tts_opt.engines.vllm_config import VllmEngineConfig
 from tts_opt.errors import UserError
+from tts_opt.models.registry import EMBEDDED_MODELS
 
 EngineConfig = VllmEngineConfig | OpenAIEngineConfig
 
@@ -86,16 +88,31 @@ class EnginePool:
     def __init__(self, config: PoolConfig = PoolConfig()) -> None:
         self.config = config
         self.engines: dict[str, Engine] = {}
+        self._starting = asyncio.Lock()  # one start at a time: a model never gets two engines
 
     def engine_configs(self, models: Iterable[str]) -> list[EngineConfig]:
         configured = {e.model: e for e in self.config.engines}
         return [configured.get(m) or embedded_engine_config(m) for m in dict.fromkeys(models)]
+
+    def serves(self, model: str) -> bool:
+        """Whether the pool can run `model`: configured, or one of the embedded models."""
+        return model in EMBEDDED_MODELS or any(e.model == model for e in self.config.engines)
+
+    async def engine(self, model: str) -> Engine:
+        """The engine of `model`, started if it is not yet."""
+        return (await self.start([model]))[model]
 
     async def start(
         self, models: Iterable[str], on_start: Callable[[str], None] | None = None
     ) -> dict[str, Engine]:
         """Start one engine per model, one after another (loading in parallel only fights for
         the same cores and memory bandwidth); then freeze the heap they leave behind."""
+        async with self._starting:
+            return await self._start(models, on_start)
+
+    async def _start(
+        self, models: Iterable[str], on_start: Callable[[str], None] | None
+    ) -> dict[str, Engine]:
         started = False
         for config in self.engine_configs(models):
             if config.model in self.engines:

@@ -298,7 +298,7 @@ def _kill_tree(root: BaseProcess) -> None:
 
 
 def _sampling(params: SamplingParams):
-    from vllm.sampling_params import RequestOutputKind
+    from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
     from vllm.sampling_params import SamplingParams as VllmSamplingParams
 
     return VllmSamplingParams(
@@ -308,6 +308,9 @@ def _sampling(params: SamplingParams):
         top_p=params.top_p,
         seed=params.seed,
         stop=list(params.stop),
+        structured_outputs=None
+        if params.json_schema is None
+        else StructuredOutputsParams(json=params.json_schema),
         output_kind=RequestOutputKind.DELTA,
     )
 

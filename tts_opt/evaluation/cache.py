@@ -95,6 +95,8 @@ def sample_keys(model: str, messages: Sequence[ChatMessage], params: SamplingPar
         params.temperature,
         params.top_p,
         list(params.stop),
+        # Only when set, so that keys stored before the field existed still match.
+        *([] if params.json_schema is None else [params.json_schema]),
     ]
 
     def draw(index: int) -> list[object]:

@@ -28,7 +28,7 @@ import msgspec
 import numpy as np
 
 from tts_opt.graph import active_nodes
-from tts_opt.optimizer.agents.base import HistoryItem, MultisetChoice, Proposal
+from tts_opt.optimizer.agents.base import HistoryItem, MultisetChoice, Proposal, ReplyCounts
 from tts_opt.optimizer.archive import (
     BEST_STAGES,
     SEARCH_STAGES,
@@ -115,6 +115,7 @@ class SearchContext:
         self._offset = max(past, default=0.0)
         self.tokens = 0  # counted as records are made or replayed
         self.node_calls = 0  # likewise
+        self.agent_replies = ReplyCounts()  # likewise, per decision
         # Per (first question, graph): the longest measurement and the questions it covers.
         self._scored: dict[tuple[str, str], tuple[tuple[str, ...], Measurement]] = {}
 
@@ -312,6 +313,7 @@ class SearchContext:
                 )
             )
         self.tokens += sum(e.prompt_tokens + e.completion_tokens for e in decision.exchanges)
+        self.agent_replies = self.agent_replies.add(decision)
         return decision, index
 
     def agent_seed(self) -> int:

@@ -104,7 +104,7 @@ class GraphDistribution:
         p = self.edge_probs()
         return ProbabilityTable(
             edges={
-                f"{self.ids[i]}->{self.ids[j]}": round(float(p[i, j]), 3)
+                edge_key(self.ids[i], self.ids[j]): round(float(p[i, j]), 3)
                 for i in range(self.size)
                 for j in range(self.size)
                 if p[i, j] > 0
@@ -144,6 +144,11 @@ class GraphDistribution:
         return grads
 
 
+def edge_key(src: str, dst: str) -> str:
+    """How a probability table names the edge src -> dst."""
+    return f"{src}->{dst}"
+
+
 def parse_edge_key(key: str) -> tuple[str, str]:
     src, sep, dst = key.partition("->")
     if not sep or not src.strip() or not dst.strip():
@@ -176,7 +181,7 @@ def blend(
     """Move each probability toward its target by `rate` (pairs without a target stay)."""
     return ProbabilityTable(
         edges={
-            f"{s}->{d}": round(p + rate * (target[s, d] - p) if (s, d) in target else p, 3)
+            edge_key(s, d): round(p + rate * (target[s, d] - p) if (s, d) in target else p, 3)
             for (s, d), p in table.items()
         }
     )

@@ -2,11 +2,12 @@
 
 The table is the ground truth: a graph's true accuracy is its mean verdict over every question
 the table holds (validation and test), the best row is the optimum, and the best one-node row is
-the single model a user would otherwise call. Per method the report gives the median and
-interquartile range over seeds of the returned graph's true accuracy and regret (optimum minus
-it), the evaluations and node calls (a node on a question; the final's re-evaluations included)
-spent, and how often the returned graph is truly worse than the single model. The plot follows
-the search: the true accuracy of its best graph so far against evaluations and node calls.
+the single model a user would otherwise call. Per method (with its chat-model agent, if one
+steered it) the report gives the median and interquartile range over seeds of the returned
+graph's true accuracy and regret (optimum minus it), the evaluations and node calls (a node on a
+question; the final's re-evaluations included) spent, how often the returned graph is truly worse
+than the single model, and how the agent's replies came about. The plot follows the search: the
+true accuracy of its best graph so far against evaluations and node calls.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import msgspec
 import numpy as np
 
 from tts_opt.graph.io import write_atomic
+from tts_opt.optimizer.agents.base import ReplyCounts
 from tts_opt.optimizer.candidate_set import canonical_key
+from tts_opt.optimizer.report import replies
 from tts_opt.optimizer.runner import SearchResult
 from tts_opt.optimizer.space import Candidate
 from tts_opt.optimizer.table import GraphRow
@@ -40,6 +43,7 @@ class SearchOutcome(msgspec.Struct, frozen=True):
     returned: str  # canonical key of the shipped graph
     steps: tuple[Step, ...]
     node_calls: int  # everything the search spent, its final included
+    agent_replies: ReplyCounts = ReplyCounts()
 
 
 class Quartiles(msgspec.Struct, frozen=True):
@@ -61,6 +65,14 @@ class MethodSummary(msgspec.Struct, frozen=True):
     evaluations: Quartiles
     node_calls: Quartiles
     worse_than_single: float  # share of seeds whose returned graph is below the single model
+    agent_replies: ReplyCounts = ReplyCounts()  # summed over seeds
+
+
+def method_label(result: SearchResult) -> str:
+    """The method, and the chat model that steered it if any: searches of one method with the
+    rule-based and with an LLM agent are told apart."""
+    method, agent = result.settings.method, result.settings.agent
+    return f"{method} [{agent}]" if agent.startswith("llm:") else method
 
 
 def outcome_of(result: SearchResult) -> SearchOutcome:
@@ -74,7 +86,12 @@ def outcome_of(result: SearchResult) -> SearchOutcome:
     a = result.artifact
     returned = canonical_key(Candidate(nodes=a.nodes, edges=a.edges, sink=a.sink))
     return SearchOutcome(
-        result.settings.method, result.settings.seed, returned, tuple(steps), result.node_calls
+        method_label(result),
+        result.settings.seed,
+        returned,
+        tuple(steps),
+        result.node_calls,
+        result.agent_replies,
     )
 
 
@@ -109,6 +126,7 @@ def summarize(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome]) -> li
                 evaluations=Quartiles.of([o.steps[-1].evaluations if o.steps else 0 for o in runs]),
                 node_calls=Quartiles.of([o.node_calls for o in runs]),
                 worse_than_single=worse / len(runs),
+                agent_replies=sum((o.agent_replies for o in runs), ReplyCounts()),
             )
         )
     return summaries
@@ -146,6 +164,10 @@ def replay_markdown(
             f"{_q(s.evaluations, False)} | {_q(s.node_calls, False)} | "
             f"{s.worse_than_single:.0%} |"
         )
+    counted = [s for s in summaries if s.agent_replies.decisions]
+    if counted:
+        lines += ["", "Agent replies (all seeds):", ""]
+        lines += [f"- {s.method}: {replies(s.agent_replies)}" for s in counted]
     lines += [
         "",
         "The plot follows each search's best graph by validation utility so far (before the "

@@ -8,6 +8,7 @@ from pathlib import Path
 from statistics import fmean
 
 from tts_opt.graph import to_text
+from tts_opt.optimizer.agents.base import ReplyCounts
 from tts_opt.optimizer.archive import EvaluationRecord
 from tts_opt.optimizer.objective import Measurement
 from tts_opt.optimizer.runner import SearchResult
@@ -34,6 +35,16 @@ def _ci(record: EvaluationRecord) -> str:
     return f"{_pct(m.accuracy)} [{_pct(m.ci_low)}, {_pct(m.ci_high)}] (n={m.n})"
 
 
+def replies(counts: ReplyCounts) -> str:
+    """How the chat-model agent's decisions came about, in words."""
+    c = counts
+    return (
+        f"{c.decisions} decisions: {c.valid} valid as returned, {c.retried} valid on a retry, "
+        f"{c.repaired} cut to the budget, {c.fallback} from the fallback agent "
+        f"({c.invalid_replies} invalid replies)"
+    )
+
+
 def run_report(result: SearchResult) -> str:
     s, sel = result.settings, result.selection
     lines = [
@@ -41,6 +52,7 @@ def run_report(result: SearchResult) -> str:
         "",
         f"- objective: {s.objective.describe()}",
         f"- seed {s.seed}, agent {s.agent}, repair {s.repair}",
+        *([f"- agent replies: {replies(c)}"] if (c := result.agent_replies).decisions else []),
         f"- evaluations {len(result.records)} ({sum(r.raced_out for r in result.records)} "
         f"raced out), node calls {result.node_calls}, tokens {result.tokens}, "
         f"search time {result.elapsed_s:.1f} s, archive `{result.archive}`",

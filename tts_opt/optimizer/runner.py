@@ -24,7 +24,7 @@ from tts_opt.graph import (
     graph_flops,
     validate,
 )
-from tts_opt.optimizer.agents.base import Agent
+from tts_opt.optimizer.agents.base import Agent, ReplyCounts
 from tts_opt.optimizer.agents.rule_based import RuleBasedAgent
 from tts_opt.optimizer.archive import Archive, EvaluationRecord, RunHeader
 from tts_opt.optimizer.baseline import verdict_summary
@@ -86,6 +86,7 @@ class SearchResult(msgspec.Struct, frozen=True):
     node_calls: int
     elapsed_s: float
     archive: str
+    agent_replies: ReplyCounts = ReplyCounts()  # how the chat-model agent's decisions came about
 
 
 def _accuracy(split: str, record: EvaluationRecord) -> Accuracy:
@@ -207,4 +208,5 @@ async def optimize(
         node_calls=ctx.node_calls,
         elapsed_s=ctx.elapsed(),
         archive=str(archive_path),
+        agent_replies=ctx.agent_replies,
     )

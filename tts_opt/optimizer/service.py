@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
@@ -21,7 +22,7 @@ from tts_opt.errors import UserError
 from tts_opt.graph import Budget, ModelSpec, save_artifact
 from tts_opt.graph.io import write_atomic
 from tts_opt.graph.schema import BudgetUnit, Decoding
-from tts_opt.optimizer.agents import Agent, LLMAgent, RuleBasedAgent, openai_chat
+from tts_opt.optimizer.agents import Agent, LLMAgent, RuleBasedAgent, engine_chat, openai_chat
 from tts_opt.optimizer.budget import RepairRule
 from tts_opt.optimizer.context import Limits, ProgressFn
 from tts_opt.optimizer.methods import METHODS
@@ -31,6 +32,9 @@ from tts_opt.optimizer.runner import OptimizeSettings, SearchResult, optimize
 from tts_opt.optimizer.space import MAX_NODES, SearchSpace
 from tts_opt.optimizer.synthetic import SyntheticScorer
 from tts_opt.tasks import Task, get_task, task_lengths
+
+if TYPE_CHECKING:
+    from tts_opt.engines.pool import EnginePool
 
 DEFAULT_MODELS = ("gemma-3-270m", "qwen2.5-coder-1.5b")
 COMPARED_METHODS = ("agent-reinforce", "random", "bo", "reinforce")
@@ -115,17 +119,26 @@ class SearchRun(msgspec.Struct, frozen=True):
 
 
 BarFactory = Callable[[str, int], ProgressFn]
-ScorerFactory = Callable[[Task, SearchSpace, SearchRequest], GraphScorer]
+# A scorer for a search; the pool holds the engines, shared with an LLM agent on one of them.
+ScorerFactory = Callable[[Task, SearchSpace, SearchRequest, "EnginePool"], GraphScorer]
 
 
-def real_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
-    """Engines from the pool config (default: the embedded models), the node cache unless off;
-    a latency objective replays only samples with a recorded time."""
+def engine_pool(request: SearchRequest) -> EnginePool:
+    """The engines of `request.engines` (default: the embedded models), none started yet."""
     from tts_opt.engines.pool import EnginePool, load_pool_config
+
+    return EnginePool(load_pool_config(request.engines))
+
+
+def real_scorer(
+    task: Task, space: SearchSpace, request: SearchRequest, pool: EnginePool | None = None
+) -> GraphScorer:
+    """Engines from `pool` (default: `engine_pool(request)`), the node cache unless off; a
+    latency objective replays only samples with a recorded time."""
     from tts_opt.evaluation import NodeCache
     from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
 
-    pool = EnginePool(load_pool_config(request.engines))
+    pool = pool or engine_pool(request)
     models = [m.name for m in space.pool]
     timed_only = request.objective == "accuracy-latency"
     return EvaluationScorer(
@@ -136,7 +149,9 @@ def real_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> Graph
     )
 
 
-def replay_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
+def replay_scorer(
+    task: Task, space: SearchSpace, request: SearchRequest, pool: EnginePool
+) -> GraphScorer:
     """Answers from the recorded table `request.replay` (`tts_opt.optimizer.replay`)."""
     from tts_opt.optimizer.replay import ReplayScorer
 
@@ -147,16 +162,18 @@ def replay_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> Gra
 
 SCORERS: dict[str, ScorerFactory] = {
     "real": real_scorer,
-    "synthetic": lambda task, space, request: SyntheticScorer(),
+    "synthetic": lambda task, space, request, pool: SyntheticScorer(),
     "replay": replay_scorer,
 }
 
 
-def make_scorer(task: Task, space: SearchSpace, request: SearchRequest) -> GraphScorer:
-    """The scorer `request.scorer` names."""
+def make_scorer(
+    task: Task, space: SearchSpace, request: SearchRequest, pool: EnginePool | None = None
+) -> GraphScorer:
+    """The scorer `request.scorer` names, on `pool` (default: `engine_pool(request)`)."""
     if request.scorer not in SCORERS:
         raise SearchRequestError(f"scorer {request.scorer!r}: available: {', '.join(SCORERS)}")
-    return SCORERS[request.scorer](task, space, request)
+    return SCORERS[request.scorer](task, space, request, pool or engine_pool(request))
 
 
 def artifact_stem(task: str, budget: float) -> str:
@@ -219,9 +236,10 @@ async def run_searches(
     """
     task = get_task(request.task)
     space = search_space(request, task)
+    pool = engine_pool(request)
     if scorer is None:
-        scorer = make_scorer(task, space, request)
-    agent = _agent(request)
+        scorer = make_scorer(task, space, request, pool)
+    agent = make_agent(request, pool)
     stem = artifact_stem(space.task, space.budget.value)
     note = "SYNTHETIC SCORER (test double): accuracies are not real results. "
     note = note if request.scorer == "synthetic" else ""
@@ -255,6 +273,7 @@ async def run_searches(
         raise errors.exceptions[0] from None
     finally:
         await scorer.close()
+        await pool.close()  # the agent's engine, if the scorer did not use the pool
     return [t.result() for t in tasks]
 
 
@@ -279,13 +298,20 @@ def write_comparison(
     return table_path, plot, table
 
 
-def _agent(request: SearchRequest) -> Agent:
-    if request.agent_model is None:
+def make_agent(request: SearchRequest, pool: EnginePool) -> Agent:
+    """No agent model: the rule-based agent. A model at `agent_base_url`, or one the pool does
+    not run (e.g. an OpenAI model): over the OpenAI API. Otherwise (an embedded model, or one of
+    `--engines`) on the pool's engine of it, in this process and shared with the scorer."""
+    model = request.agent_model
+    if model is None:
         return RuleBasedAgent()
-    chat = openai_chat(
-        request.agent_model, base_url=request.agent_base_url, api_key_env=request.agent_api_key_env
-    )
-    return LLMAgent(chat, RuleBasedAgent(), model=request.agent_model)
+    if request.agent_base_url is None and pool.serves(model):
+        chat = engine_chat(partial(pool.engine, model))
+    else:
+        chat = openai_chat(
+            model, base_url=request.agent_base_url, api_key_env=request.agent_api_key_env
+        )
+    return LLMAgent(chat, RuleBasedAgent(), model=model)
 
 
 def _choice(value: str, allowed: Sequence[str], option: str) -> str:

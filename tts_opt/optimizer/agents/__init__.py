@@ -9,8 +9,17 @@ from tts_opt.optimizer.agents.base import (
     MultisetRequest,
     Proposal,
     ProposalRequest,
+    ReplyCounts,
 )
-from tts_opt.optimizer.agents.llm import ChatFn, ChatReply, LLMAgent, openai_chat
+from tts_opt.optimizer.agents.chat import (
+    ChatFn,
+    ChatReply,
+    ChatRequest,
+    engine_chat,
+    openai_chat,
+)
+from tts_opt.optimizer.agents.llm import LLMAgent
+from tts_opt.optimizer.agents.reply_schema import ReplyFormat, graph_format, multiset_format
 from tts_opt.optimizer.agents.rule_based import RuleBasedAgent
 from tts_opt.optimizer.agents.sampling import SamplingAgent
 
@@ -19,6 +28,7 @@ __all__ = [
     "AgentExchange",
     "ChatFn",
     "ChatReply",
+    "ChatRequest",
     "ChatTurn",
     "HistoryItem",
     "LLMAgent",
@@ -26,7 +36,12 @@ __all__ = [
     "MultisetRequest",
     "Proposal",
     "ProposalRequest",
+    "ReplyCounts",
+    "ReplyFormat",
     "RuleBasedAgent",
     "SamplingAgent",
+    "engine_chat",
+    "graph_format",
+    "multiset_format",
     "openai_chat",
 ]

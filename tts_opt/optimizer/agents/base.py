@@ -88,6 +88,42 @@ class Proposal(msgspec.Struct, frozen=True):
     exchanges: tuple[AgentExchange, ...] = ()
 
 
+class ReplyCounts(msgspec.Struct, frozen=True):
+    """How the decisions of a search's chat-model agent came about: its first reply valid, a
+    reply valid after the model was told its error, the last reply only over budget and cut to
+    it, or every reply invalid and the fallback agent's decision taken; and how many replies
+    were invalid in all. Decisions made without a chat model are not counted."""
+
+    valid: int = 0
+    retried: int = 0
+    repaired: int = 0
+    fallback: int = 0
+    invalid_replies: int = 0
+
+    @property
+    def decisions(self) -> int:
+        return self.valid + self.retried + self.repaired + self.fallback
+
+    def __add__(self, other: ReplyCounts) -> ReplyCounts:
+        fields = msgspec.structs.fields(ReplyCounts)
+        return ReplyCounts(*(getattr(self, f.name) + getattr(other, f.name) for f in fields))
+
+    def add(self, decision: MultisetChoice | Proposal) -> ReplyCounts:
+        """These counts with `decision` added (unchanged when no chat model made it)."""
+        exchanges = decision.exchanges
+        if not exchanges:
+            return self
+        invalid = sum(e.error is not None for e in exchanges)
+        first_valid = exchanges[0].error is None
+        return ReplyCounts(
+            valid=self.valid + (decision.source == "llm" and first_valid),
+            retried=self.retried + (decision.source == "llm" and not first_valid),
+            repaired=self.repaired + (decision.source == "repaired"),
+            fallback=self.fallback + (decision.source == "fallback"),
+            invalid_replies=self.invalid_replies + invalid,
+        )
+
+
 class Agent(Protocol):
     """Proposes graphs; `name` goes into provenance and reports."""
 

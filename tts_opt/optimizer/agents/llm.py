@@ -1,7 +1,9 @@
-"""An agent backed by any OpenAI-compatible chat model.
+"""An agent backed by a chat model (`tts_opt.optimizer.agents.chat`).
 
-Replies must be one JSON object, decoded with msgspec and then held to the graph rules (known
-nodes with their fixed models, the fixed sink, DAG, roles, budget) and a sane probability table.
+Each call sends the JSON schema of the reply it wants (`reply_schema`), so a model behind
+structured outputs returns the right shape. Replies are still decoded with msgspec and held to
+the graph rules (known nodes with their fixed models, the fixed sink, DAG, roles, budget) and a
+sane probability table: the schema cannot say everything, and not every endpoint enforces it.
 An invalid reply is sent back with the error for another try; after `retries` the agent falls
 back: a structurally valid graph that is only over budget is repaired (the agent's intent kept),
 anything else goes to the fallback agent. Every exchange is returned for the archive.
@@ -9,8 +11,7 @@ anything else goes to the fallback agent. Every exchange is returned for the arc
 
 from __future__ import annotations
 
-import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable
 from typing import TypeVar
 
 import msgspec
@@ -26,6 +27,7 @@ from tts_opt.optimizer.agents.base import (
     Proposal,
     ProposalRequest,
 )
+from tts_opt.optimizer.agents.chat import ChatFn, ChatRequest
 from tts_opt.optimizer.agents.prompts import (
     GRAPH_REPLY,
     MULTISET_REPLY,
@@ -33,18 +35,11 @@ from tts_opt.optimizer.agents.prompts import (
     proposal_prompt,
     system_prompt,
 )
+from tts_opt.optimizer.agents.reply_schema import ReplyFormat, graph_format, multiset_format
 from tts_opt.optimizer.budget import repair
 from tts_opt.optimizer.distribution import ProbabilityTable, table_errors
 from tts_opt.optimizer.space import Candidate, prune
 
-
-class ChatReply(msgspec.Struct, frozen=True):
-    content: str
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-ChatFn = Callable[[Sequence[ChatTurn]], Awaitable[ChatReply]]
 T = TypeVar("T")
 
 
@@ -105,19 +100,25 @@ def graph_from_reply(request: ProposalRequest, text: str) -> tuple[Candidate, Pr
             )
     if len(set(ids)) != len(ids):
         raise InvalidReply("a node id appears twice")
+    if len(set(reply.edges)) != len(reply.edges):
+        raise InvalidReply("an edge appears twice")
     if reply.sink != request.sink:
         raise InvalidReply(f"the sink must be {request.sink!r}, got {reply.sink!r}")
     for src, dst in reply.edges:
         for end in (src, dst):
             if end not in ids:
                 raise InvalidReply(f"edge {src}->{dst} names node {end!r}, which is not in nodes")
+        if src == dst:
+            raise InvalidReply(f"edge {src}->{dst} is a self loop")
+        if src == reply.sink:
+            raise InvalidReply(f"edge {src}->{dst} leaves the sink, which has no successors")
     if reply.sink not in ids:
         raise InvalidReply(f"the sink {reply.sink!r} is not in nodes")
     table = ProbabilityTable(edges=reply.probabilities)
     if errors := table_errors(table, list(allowed), request.sink):
         raise InvalidReply("; ".join(errors))
     nodes = tuple(Node(id=n.id, model=n.model, role=n.role) for n in reply.nodes)
-    candidate = prune(nodes, tuple(dict.fromkeys(reply.edges)), reply.sink)
+    candidate = prune(nodes, tuple(reply.edges), reply.sink)
     unlimited = msgspec.structs.replace(space, budget=Budget(value=1e300, unit=space.budget.unit))
     try:
         unlimited.check(candidate)
@@ -154,13 +155,18 @@ class LLMAgent:
         self.name = f"llm:{model}"
 
     async def _converse(
-        self, system: str, prompt: str, parse: Callable[[str], T]
+        self,
+        system: str,
+        prompt: str,
+        reply_format: ReplyFormat,
+        seed: int,
+        parse: Callable[[str], T],
     ) -> tuple[T | None, InvalidReply | None, tuple[AgentExchange, ...]]:
         messages = [ChatTurn("system", system), ChatTurn("user", prompt)]
         exchanges: list[AgentExchange] = []
         error: InvalidReply | None = None
-        for _ in range(self.retries + 1):
-            reply = await self.chat(messages)
+        for attempt in range(self.retries + 1):
+            reply = await self.chat(ChatRequest(tuple(messages), reply_format, seed + attempt))
             try:
                 result = parse(reply.content)
             except InvalidReply as exc:
@@ -187,16 +193,19 @@ class LLMAgent:
     async def pick_multisets(self, request: MultisetRequest) -> MultisetChoice:
         def parse(text: str) -> MultisetChoice:
             reply = _decode(text, MultisetReply)
-            picks = tuple(dict.fromkeys(reply.picks))
+            picks = tuple(reply.picks)
             wanted = min(request.picks, len(request.multisets))
-            if len(picks) != wanted or not all(0 <= p < len(request.multisets) for p in picks):
+            distinct = len(set(picks)) == len(picks) == wanted
+            if not distinct or not all(0 <= p < len(request.multisets) for p in picks):
                 raise InvalidReply(
                     f"picks must be {wanted} distinct indices in 0..{len(request.multisets) - 1}"
                 )
             return MultisetChoice(picks, "llm", reply.rationale)
 
         system = system_prompt(self.insights, MULTISET_REPLY)
-        choice, _, exchanges = await self._converse(system, multiset_prompt(request), parse)
+        choice, _, exchanges = await self._converse(
+            system, multiset_prompt(request), multiset_format(request), request.seed, parse
+        )
         if choice is None:
             choice = msgspec.structs.replace(
                 await self.fallback.pick_multisets(request), source="fallback"
@@ -209,7 +218,9 @@ class LLMAgent:
             return Proposal(candidate, table, "llm", _decode(text, GraphReply).rationale)
 
         system = system_prompt(self.insights and request.insights, GRAPH_REPLY)
-        proposal, error, exchanges = await self._converse(system, proposal_prompt(request), parse)
+        proposal, error, exchanges = await self._converse(
+            system, proposal_prompt(request), graph_format(request), request.seed, parse
+        )
         if proposal is None and error is not None and error.candidate is not None:
             proposal = Proposal(
                 repair(request.space, error.candidate),
@@ -222,34 +233,3 @@ class LLMAgent:
                 await self.fallback.propose(request), source="fallback"
             )
         return msgspec.structs.replace(proposal, exchanges=exchanges)
-
-
-def openai_chat(
-    model: str,
-    *,
-    base_url: str | None = None,
-    api_key_env: str = "OPENAI_API_KEY",
-    temperature: float = 0.7,
-) -> ChatFn:
-    """A ChatFn on an OpenAI-compatible endpoint; the key comes from the env var `api_key_env`."""
-    from openai import AsyncOpenAI
-
-    from tts_opt.engines.openai_engine import message_param
-
-    client = AsyncOpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "none")
-
-    async def chat(messages: Sequence[ChatTurn]) -> ChatReply:
-        response = await client.chat.completions.create(
-            model=model,
-            messages=[message_param(m.role, m.content) for m in messages],
-            temperature=temperature,
-            response_format={"type": "json_object"},
-        )
-        usage = response.usage
-        return ChatReply(
-            content=response.choices[0].message.content or "",
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-        )
-
-    return chat

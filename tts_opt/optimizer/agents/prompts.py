@@ -32,7 +32,8 @@ GRAPH_REPLY = """Reply with one JSON object only:
  "edges": [["n0", "n2"], ...], "sink": "<sink id>",
  "probabilities": {"n0->n2": 0.8, ...}, "rationale": "<one sentence>"}
 Use only the given node ids with their models. "probabilities" is your updated belief that each
-edge belongs to the best graph (numbers in [0, 1]); edges you leave out keep their value."""
+edge belongs to the best graph: a number in [0, 1] for every possible edge "src->dst" (edges you
+leave out keep their value)."""
 
 MULTISET_REPLY = """Reply with one JSON object only: {"picks": [<index>, <index>],
 "rationale": "<one sentence>"} naming the multisets (by index) most promising for this task."""
