@@ -6,6 +6,8 @@ offers more than the server takes and hides queueing; arrivals that ignore the s
 The schedule is a Poisson process at a set rate, or bursts: `multiple` x the rate for `on_s`,
 then nothing for `off_s`, repeating. It comes from a seeded generator, so two runs offer the
 same arrivals, and it stops at `max_requests` or at `duration_s`, whichever comes first.
+A reply records the profile that served it, and the one asked for when the server degraded it to
+a fallback (the `tts_opt` object of its last chunk).
 """
 
 from __future__ import annotations
@@ -102,11 +104,29 @@ def arrival_times(schedule: Schedule) -> list[float]:
 
 
 class Reply(msgspec.Struct, frozen=True):
-    """What one request got back; `ttft_s` is from its own start to the first content chunk."""
+    """What one request got back; `ttft_s` is from its own start to the first content chunk.
+    `model`: the profile that served it; `degraded_from`: the profile asked for, when a fallback
+    served it."""
 
     status: int
     ttft_s: float | None
     failed: bool = False  # a status other than 200, or an error event in the stream
+    model: str | None = None
+    degraded_from: str | None = None
+
+
+class _RunInfo(msgspec.Struct):
+    degraded_from: str | None = None
+
+
+class _Served(msgspec.Struct):
+    """The fields of a finishing chunk that say who served it."""
+
+    model: str | None = None
+    tts_opt: _RunInfo | None = None
+
+
+_decode_served = msgspec.json.Decoder(_Served).decode
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -116,6 +136,8 @@ class Outcome(msgspec.Struct, frozen=True):
     status: int | None  # HTTP status; None when none came (timeout, connection failure)
     e2e_s: float
     ttft_s: float | None
+    model: str | None = None
+    degraded_from: str | None = None
 
 
 Attempt = Callable[[int], Awaitable[Reply]]
@@ -131,14 +153,20 @@ async def stream_reply(session: aiohttp.ClientSession, body: bytes) -> Reply:
             await response.read()
             return Reply(response.status, None, failed=True)
         first: float | None = None
+        served = _Served()
         async for raw in response.content:  # line by line
             try:
                 chunk = parse_event(raw.decode())
             except ValueError:  # an error event: the request failed after its headers
                 return Reply(response.status, first, failed=True)
-            if first is None and chunk is not None and any(c.delta.content for c in chunk.choices):
+            if chunk is None:
+                continue
+            if first is None and any(c.delta.content for c in chunk.choices):
                 first = time.perf_counter() - started
-    return Reply(response.status, first)
+            if any(c.finish_reason for c in chunk.choices):  # the server's `tts_opt` rides here
+                served = _decode_served(raw.partition(b":")[2])
+    degraded_from = served.tts_opt.degraded_from if served.tts_opt is not None else None
+    return Reply(response.status, first, model=served.model, degraded_from=degraded_from)
 
 
 async def open_loop(
@@ -152,18 +180,28 @@ async def open_loop(
     async def one(i: int, at: float) -> Outcome:
         await asyncio.sleep(start + at - loop.time())
         sent = loop.time()
-        status: int | None = None
-        ttft: float | None = None
+        reply: Reply | None = None
         try:
             async with asyncio.timeout(timeout_s):
                 reply = await attempt(i)
-            status, ttft = reply.status, reply.ttft_s
             result: Result = "error" if reply.failed else "ok"
         except TimeoutError:
             result = "timeout"
         except (aiohttp.ClientError, OSError):
             result = "error"
-        return Outcome(at, sent - start - at, result, status, loop.time() - sent, ttft)
+        e2e_s = loop.time() - sent
+        if reply is None:
+            return Outcome(at, sent - start - at, result, None, e2e_s, None)
+        return Outcome(
+            at,
+            sent - start - at,
+            result,
+            reply.status,
+            e2e_s,
+            reply.ttft_s,
+            reply.model,
+            reply.degraded_from,
+        )
 
     outcomes = await asyncio.gather(*(one(i, at) for i, at in enumerate(times)))
     return list(outcomes), loop.time() - start
@@ -191,6 +229,7 @@ class LoadSummary(msgspec.Struct, frozen=True):
     e2e_s: Spread | None  # over ok requests
     ttft_s: Spread | None  # over ok requests
     lag_p99_s: float  # how late the client sent: when large, the load was not open-loop
+    degraded: int = 0  # ok requests a fallback served
 
 
 def summarize(outcomes: Sequence[Outcome], wall_s: float) -> LoadSummary:
@@ -207,6 +246,7 @@ def summarize(outcomes: Sequence[Outcome], wall_s: float) -> LoadSummary:
         e2e_s=spread([o.e2e_s for o in ok]),
         ttft_s=spread([o.ttft_s for o in ok if o.ttft_s is not None]),
         lag_p99_s=percentile([o.lag_s for o in outcomes], 99) if outcomes else 0.0,
+        degraded=sum(o.degraded_from is not None for o in ok),
     )
 
 
@@ -217,9 +257,11 @@ def format_summary(summary: LoadSummary) -> str:
         return f"p50 {s.p50 * 1e3:7.1f} p95 {s.p95 * 1e3:7.1f} p99 {s.p99 * 1e3:7.1f}"
 
     statuses = " ".join(f"{code}:{count}" for code, count in summary.statuses.items()) or "-"
+    degraded = f"  degraded {summary.degraded}" if summary.degraded else ""
     return (
         f"sent {summary.sent:5}  ok {summary.ok:5}  error {summary.errors:4}  "
-        f"timeout {summary.timeouts:4}  ({statuses})  {summary.throughput_rps:7.2f} ok/s  "
+        f"timeout {summary.timeouts:4}  ({statuses}){degraded}  "
+        f"{summary.throughput_rps:7.2f} ok/s  "
         f"e2e ms {ms(summary.e2e_s)}  TTFT ms {ms(summary.ttft_s)}  "
         f"lag p99 {summary.lag_p99_s * 1e3:.1f} ms"
     )

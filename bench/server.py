@@ -16,6 +16,14 @@
     multiples of each profile's capacity, measured first in the same run by a closed loop that
     saturates the server; the scripted engine (a test double: the server's own capacity) or
     tts-opt's in-process vLLM engine. Per load level: outcomes and e2e and TTFT percentiles.
+(f) scheduling: a graph profile under open-loop load at multiples of its capacity, served with
+    every node call ranked equal (`scheduling = "call"`, the engines' first come, first served)
+    and ranked by its request's admission (`"request"`), one server after the other on the same
+    arrivals: e2e and TTFT percentiles per level.
+(g) degradation: the graph profile at a multiple of its capacity (2x for 2 minutes by default),
+    without and with a fallback (a one-node budget of its task), same arrivals: e2e and TTFT of
+    what its clients got, the share of answers a fallback served and the accuracy the artifacts
+    promise for that mix.
 (c) is bench/long_prompts.py; (e), vLLM's own load tool, bench/vllm_serve_compare.py.
 
     python bench/server.py overhead [--requests 2000] [--concurrency 1 16 128]
@@ -24,6 +32,12 @@
     python bench/server.py load [--engine scripted|vllm] [--model gemma-3-270m]
         [--profiles bench bench-graph] [--load 0.5 0.9 1.2] [--requests 200] [--duration 60]
         [--burst ON_S OFF_S MULTIPLE] [--seed 0] [--timeout 120]
+    python bench/server.py scheduling [--engine scripted|vllm] [--load 0.8 1.0 1.3] [...]
+    python bench/server.py degradation [--engine scripted|vllm] [--load 2] [--duration 120]
+        [--above 16 --below 8] [--graphs DIR --profile P --fallback F] [...]
+The load options of `load` apply to `scheduling` and `degradation` too; on the scripted engine
+these two run each engine with `--scripted-slots` sequences at once and `--scripted-token-delay`
+per token (a test double of a batch-limited engine), so that calls queue.
 """
 
 from __future__ import annotations
@@ -37,6 +51,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -49,6 +64,7 @@ from litestar import Litestar, Request, Response, get, post
 from litestar.response import Stream
 from open_loop import (
     Burst,
+    Outcome,
     Reply,
     Schedule,
     arrival_times,
@@ -75,6 +91,7 @@ from tts_opt.evaluation.stats import percentile
 from tts_opt.graph.io import save_artifact
 from tts_opt.graph.schema import (
     SCHEMA_VERSION,
+    Accuracy,
     Budget,
     Decoding,
     GraphArtifact,
@@ -83,8 +100,8 @@ from tts_opt.graph.schema import (
     TaskLengths,
 )
 from tts_opt.server.app import create_app
-from tts_opt.server.config import Limits, ServerConfig
-from tts_opt.server.profiles import ProfileRegistry
+from tts_opt.server.config import Limits, ServerConfig, load_config
+from tts_opt.server.profiles import ProfileRegistry, profile_name, read_artifacts
 
 HERE = Path(__file__).resolve()
 SCRIPTED = "scripted"
@@ -124,10 +141,20 @@ def fan_in_graph(spec: ModelSpec) -> GraphArtifact:
     )
 
 
+def fallback_graph(spec: ModelSpec) -> GraphArtifact:
+    """The one-node graph as a lower budget of the graph profile's task: its fallback."""
+    return msgspec.structs.replace(one_node_graph(spec), task=GRAPH_PROFILE, budget=Budget(1e8))
+
+
+FALLBACK_PROFILE = profile_name(fallback_graph(ModelSpec(SCRIPTED, 1e9, 16, 2048)))
+
+
 def write_graphs(directory: Path, spec: ModelSpec) -> Path:
+    """The bench profiles: `bench`, `bench-graph` and its fallback (the bare task name stands
+    for its largest budget, the graph)."""
     directory.mkdir()
-    for graph in (one_node_graph(spec), fan_in_graph(spec)):
-        save_artifact(graph, directory / f"{graph.task}.json")
+    for graph in (one_node_graph(spec), fan_in_graph(spec), fallback_graph(spec)):
+        save_artifact(graph, directory / f"{profile_name(graph)}.json")
     return directory
 
 
@@ -139,11 +166,27 @@ def serve_uvicorn(app, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def serve_scripted(port: int, graphs: Path) -> None:
-    # Limit above the highest concurrency: measure serving, not 429s.
-    config = ServerConfig(limits=Limits(max_concurrent_requests=1024), log_level="warning")
-    registry = ProfileRegistry(graphs, config.default_budgets)
-    registry.activate({SCRIPTED: ScriptedEngine(SCRIPTED)})
+class ScriptedKnobs(msgspec.Struct, frozen=True):
+    """How each scripted engine (a test double) of a served set behaves; the default answers at
+    once, whatever the load (the server's own capacity)."""
+
+    slots: int | None = None  # sequences at once; the others wait (by priority)
+    token_delay_s: float = 0.0
+
+
+def serve_scripted(port: int, graphs: Path, config_path: Path | None, knobs: ScriptedKnobs) -> None:
+    # Without settings: a limit above the highest concurrency, to measure serving, not 429s.
+    config = (
+        load_config(config_path)
+        if config_path is not None
+        else ServerConfig(limits=Limits(max_concurrent_requests=1024), log_level="warning")
+    )
+    registry = ProfileRegistry.from_config(graphs, config)
+    engines = {
+        model: ScriptedEngine(model, slots=knobs.slots, token_delay_s=knobs.token_delay_s)
+        for model in registry.models
+    }
+    registry.activate(engines)
     serve_uvicorn(create_app(config, registry), port)
 
 
@@ -337,12 +380,41 @@ def vllm_env() -> dict[str, str]:
     }
 
 
-def tts_config(directory: Path, port: int, engine: str, keepalive_s: float | None = None) -> Path:
+class Serving(msgspec.Struct, frozen=True):
+    """The server settings a load run varies: how node calls rank, and a profile's fallback
+    (primary, fallback) with its thresholds in node calls in flight."""
+
+    scheduling: str = "request"
+    fallback: tuple[str, str] | None = None
+    above_node_calls: int | None = None
+    below_node_calls: int | None = None
+
+    def degradation(self) -> str:
+        """The `[degradation]` table, or nothing."""
+        if self.fallback is None:
+            return ""
+        primary, fallback = self.fallback
+        table = f'[degradation]\nfallbacks = {{ "{primary}" = "{fallback}" }}\n'
+        if self.above_node_calls is not None:
+            table += f"above_node_calls = {self.above_node_calls}\n"
+            table += f"below_node_calls = {self.below_node_calls}\n"
+        return table
+
+
+def tts_config(
+    directory: Path,
+    port: int,
+    engine: str,
+    keepalive_s: float | None = None,
+    serving: Serving | None = None,
+) -> Path:
+    serving = serving or Serving()
     path = directory / f"server-{port}.toml"
     keepalive = "" if keepalive_s is None else f"keepalive_s = {keepalive_s}\n"
     path.write_text(
         f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n{keepalive}'
-        "[limits]\nmax_concurrent_requests = 256\n" + engine
+        f'scheduling = "{serving.scheduling}"\n'
+        "[limits]\nmax_concurrent_requests = 256\n" + serving.degradation() + engine
     )
     return path
 
@@ -559,7 +631,7 @@ def report_vllm(samples: dict[str, Sample], engines: dict[str, EngineView]) -> N
 
 
 class LoadPlan(msgspec.Struct, frozen=True):
-    """The same for every profile of (d)."""
+    """The same for every profile of (d), (f) and (g)."""
 
     multiples: tuple[float, ...]  # of the profile's measured capacity
     requests: int  # per load level (the schedule's bound in count)
@@ -572,6 +644,15 @@ class LoadPlan(msgspec.Struct, frozen=True):
     max_tokens: int
 
 
+class Engines(msgspec.Struct, frozen=True):
+    """What a load server runs on: the scripted engine (a test double, with `knobs`) or
+    in-process vLLM; `model` is the embedded model the bench profiles run on with vLLM."""
+
+    engine: str
+    model: str
+    knobs: ScriptedKnobs = ScriptedKnobs()
+
+
 def load_body(profile: str, i: int, max_tokens: int) -> bytes:
     """Distinct prompts (no request is served from vLLM's prefix cache alone), the profile's
     own sampling: a graph's n=2 assistants need it."""
@@ -580,22 +661,37 @@ def load_body(profile: str, i: int, max_tokens: int) -> bytes:
     )
 
 
+def bench_graphs(engines: Engines, directory: Path) -> Path:
+    """The bench profiles (`write_graphs`) on the scripted engine or the embedded model."""
+    if engines.engine == SCRIPTED:
+        return write_graphs(directory / "graphs", ModelSpec(SCRIPTED, 1e9, 16, 2048))
+    from tts_opt.engines.specs import model_spec
+
+    return write_graphs(directory / "graphs", model_spec(engines.model))
+
+
 @contextlib.contextmanager
-def load_server(engine: str, model: str, directory: Path) -> Iterator[str]:
-    """tts-opt serving both bench profiles on the scripted engine or in-process vLLM; its URL."""
+def load_server(
+    engines: Engines, graphs: Path, directory: Path, serving: Serving | None = None
+) -> Iterator[str]:
+    """tts-opt serving the artifacts in `graphs` with these settings; its URL. With vLLM every
+    model the artifacts use runs in-process, set up as in (b)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    if engine == SCRIPTED:
-        graphs = write_graphs(directory / "graphs", ModelSpec(SCRIPTED, 1e9, 16, 2048))
+    if engines.engine == SCRIPTED:
+        config = tts_config(directory, port, "", serving=serving)
+        knobs = engines.knobs
         command = [sys.executable, str(HERE), "serve-scripted", str(port), str(graphs)]
+        command += ["--config", str(config), "--token-delay", str(knobs.token_delay_s)]
+        command += [] if knobs.slots is None else ["--slots", str(knobs.slots)]
         timeout_s: float = 60
     else:
-        from tts_opt.engines.specs import model_spec
         from tts_opt.models import pull
 
-        graphs = write_graphs(directory / "graphs", model_spec(model))
-        engine_toml = inprocess_engine(model, pull([model])[model], EngineSettings())
-        config = tts_config(directory, port, engine_toml)
+        models = sorted(ProfileRegistry(graphs).models)
+        paths = pull(models)
+        engine_toml = "".join(inprocess_engine(m, paths[m], EngineSettings()) for m in models)
+        config = tts_config(directory, port, engine_toml, serving=serving)
         tts_opt = str(Path(sys.executable).with_name("tts-opt"))
         command = [tts_opt, "serve", "--graphs", str(graphs), "--config", str(config)]
         timeout_s = START_TIMEOUT_S
@@ -605,28 +701,54 @@ def load_server(engine: str, model: str, directory: Path) -> Iterator[str]:
         yield url
 
 
-async def under_load(engine: str, model: str, profiles: list[str], plan: LoadPlan) -> None:
-    print(
-        f"(d) open-loop load, {'scripted engine (a test double)' if engine == SCRIPTED else model}"
-        f": up to {plan.requests} requests or {plan.duration_s:g} s per level, seed {plan.seed}, "
-        f"timeout {plan.timeout_s:g} s, max_tokens {plan.max_tokens}"
+def load_session(url: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        url,
+        # No connection limit: an open loop sends whenever its schedule says.
+        connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2),
+        timeout=aiohttp.ClientTimeout(total=None),
+    )
+
+
+def plan_line(what: str, engines: Engines, plan: LoadPlan) -> str:
+    if engines.engine == SCRIPTED:
+        knobs = engines.knobs
+        engine = f"scripted engine (a test double, {knobs.slots or 'unlimited'} slots, "
+        engine += f"{knobs.token_delay_s * 1e3:g} ms/token)"
+    else:
+        engine = engines.model
+    return (
+        f"{what}, {engine}: up to {plan.requests} requests or {plan.duration_s:g} s per level, "
+        f"seed {plan.seed}, timeout {plan.timeout_s:g} s, max_tokens {plan.max_tokens}"
         + (f", bursts {msgspec.structs.asdict(plan.burst)}" if plan.burst else ", Poisson")
     )
-    with tempfile.TemporaryDirectory() as tmp, load_server(engine, model, Path(tmp)) as url:
-        session = aiohttp.ClientSession(
-            url,
-            # No connection limit: an open loop sends whenever its schedule says.
-            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=2),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
-        async with session:
-            for profile in profiles:
-                await load_profile(session, profile, plan)
 
 
-async def load_profile(session: aiohttp.ClientSession, profile: str, plan: LoadPlan) -> None:
+async def under_load(engines: Engines, profiles: list[str], plan: LoadPlan) -> None:
+    print(plan_line("(d) open-loop load", engines, plan))
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = bench_graphs(engines, Path(tmp))
+        with load_server(engines, graphs, Path(tmp)) as url:
+            async with load_session(url) as session:
+                for profile in profiles:
+                    capacity = await measure_capacity(session, profile, plan)
+                    for multiple in plan.multiples:
+                        await offer(session, profile, plan, multiple, capacity)
+
+
+def attempt_on(session: aiohttp.ClientSession, profile: str, plan: LoadPlan):
     def attempt(i: int) -> Awaitable[Reply]:
         return stream_reply(session, load_body(profile, i, plan.max_tokens))
+
+    return attempt
+
+
+async def warm_up(
+    session: aiohttp.ClientSession, profile: str, plan: LoadPlan, requests: int | None = None
+) -> Sample:
+    """A closed loop of `plan.capacity_concurrency` clients (`requests`: as many); every
+    request must succeed."""
+    attempt = attempt_on(session, profile, plan)
 
     async def must_succeed(i: int) -> None:
         reply = await attempt(i)
@@ -634,22 +756,191 @@ async def load_profile(session: aiohttp.ClientSession, profile: str, plan: LoadP
             raise RuntimeError(f"{profile}: status {reply.status} in the closed loop")
 
     concurrency = plan.capacity_concurrency
-    await closed_loop(must_succeed, concurrency, concurrency, Sample())  # warm-up
-    capacity = Sample()
-    await closed_loop(must_succeed, plan.capacity_requests, concurrency, capacity)
+    sample = Sample()
+    await closed_loop(must_succeed, requests or concurrency, concurrency, sample)
+    return sample
+
+
+async def measure_capacity(session: aiohttp.ClientSession, profile: str, plan: LoadPlan) -> float:
+    """Completed requests/s of a closed loop that keeps the server saturated."""
+    await warm_up(session, profile, plan)
+    capacity = await warm_up(session, profile, plan, plan.capacity_requests)
     print(
         f"    {profile}: capacity {capacity.rps:.2f} req/s ({plan.capacity_requests} requests, "
-        f"closed loop of {concurrency} clients, e2e p50 {percentile(capacity.latencies, 50):.3f} s)"
+        f"closed loop of {plan.capacity_concurrency} clients, "
+        f"e2e p50 {percentile(capacity.latencies, 50):.3f} s)"
     )
-    for multiple in plan.multiples:
-        schedule = Schedule(
-            multiple * capacity.rps, plan.requests, plan.duration_s, plan.seed, plan.burst
+    return capacity.rps
+
+
+async def offer(
+    session: aiohttp.ClientSession,
+    profile: str,
+    plan: LoadPlan,
+    multiple: float,
+    capacity_rps: float,
+) -> list[Outcome]:
+    """Open-loop load at `multiple` x capacity; prints its summary line."""
+    schedule = Schedule(
+        multiple * capacity_rps, plan.requests, plan.duration_s, plan.seed, plan.burst
+    )
+    attempt = attempt_on(session, profile, plan)
+    outcomes, wall_s = await open_loop(attempt, arrival_times(schedule), plan.timeout_s)
+    print(
+        f"      {multiple:4.2f}x capacity, offered {schedule.mean_rate:7.2f} req/s: "
+        + format_summary(summarize(outcomes, wall_s))
+    )
+    return outcomes
+
+
+# (f) graph-aware scheduling --------------------------------------------------------------------
+
+
+async def compare_scheduling(engines: Engines, profile: str, plan: LoadPlan) -> None:
+    """The same arrivals on a server ranking node calls equal, then one ranking them by request;
+    the capacity is measured once, on the first."""
+    print(plan_line("(f) scheduling of node calls", engines, plan))
+    capacity: float | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = bench_graphs(engines, Path(tmp))
+        for scheduling in ("call", "request"):
+            with load_server(engines, graphs, Path(tmp), Serving(scheduling)) as url:
+                async with load_session(url) as session:
+                    if capacity is None:
+                        capacity = await measure_capacity(session, profile, plan)
+                    else:
+                        await warm_up(session, profile, plan)
+                    print(f"    scheduling = {scheduling!r} ({profile}):")
+                    for multiple in plan.multiples:
+                        await offer(session, profile, plan, multiple, capacity)
+
+
+# (g) degradation to a fallback -----------------------------------------------------------------
+
+
+def promised_accuracy(graphs: Path) -> dict[str, Accuracy]:
+    """Per profile, the accuracy its artifact records: on the test split where there is one
+    (validation accuracies are biased upwards by the search that chose the graph)."""
+    promised = {}
+    for name, (_, artifact) in read_artifacts(graphs).items():
+        by_split = {a.split: a for a in artifact.accuracy}
+        if by_split:
+            promised[name] = by_split.get("test") or artifact.accuracy[0]
+    return promised
+
+
+def report_mix(outcomes: list[Outcome], promised: dict[str, Accuracy]) -> None:
+    """Who served the ok answers, and the accuracy the artifacts promise for that mix."""
+    ok = [o for o in outcomes if o.result == "ok"]
+    if not ok:
+        return
+    served = Counter(o.model for o in ok)
+    degraded = sum(o.degraded_from is not None for o in ok)
+    shares = ", ".join(f"{model} {count / len(ok):.1%}" for model, count in served.items())
+    line = f"        degraded {degraded / len(ok):.1%} of {len(ok)} ok answers (served by {shares})"
+    known = [promised[o.model] for o in ok if o.model in promised]
+    if len(known) == len(ok):
+        mix = statistics.fmean(a.value for a in known)
+        each = ", ".join(
+            f"{m} {promised[m].value:.3f} ({promised[m].split}, n={promised[m].n})"
+            for m in served
+            if m is not None
         )
-        outcomes, wall_s = await open_loop(attempt, arrival_times(schedule), plan.timeout_s)
+        line += f"; expected accuracy {mix:.3f} ({each})"
+    else:
+        line += "; expected accuracy -: the artifacts record none"
+    print(line)
+    for model in served:
+        subset = [o for o in ok if o.model == model]
+        summary = summarize(subset, wall_s=1.0)  # per-profile latencies; rates are not its own
+        assert summary.e2e_s is not None
+        ttft = summary.ttft_s.p99 * 1e3 if summary.ttft_s is not None else float("nan")
         print(
-            f"      {multiple:4.2f}x capacity, offered {schedule.mean_rate:7.2f} req/s: "
-            + format_summary(summarize(outcomes, wall_s))
+            f"        served by {model}: e2e ms p50 {summary.e2e_s.p50 * 1e3:7.1f} "
+            f"p99 {summary.e2e_s.p99 * 1e3:7.1f}  TTFT ms p99 {ttft:7.1f}"
         )
+
+
+async def compare_degradation(
+    engines: Engines,
+    plan: LoadPlan,
+    graphs: Path | None,
+    profiles: tuple[str, str],
+    thresholds: tuple[int, int],
+) -> None:
+    """The same arrivals at the primary profile on a server without, then with, its fallback;
+    the primary's capacity is measured once, on the first."""
+    primary, fallback = profiles
+    print(plan_line(f"(g) degradation of {primary} to {fallback}", engines, plan))
+    above, below = thresholds
+    capacity: float | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = graphs or bench_graphs(engines, Path(tmp))
+        promised = promised_accuracy(graphs)
+        settings = {
+            "without a fallback": Serving(),
+            f"with fallback {fallback} (above {above} node calls, until below {below})": Serving(
+                fallback=profiles, above_node_calls=above, below_node_calls=below
+            ),
+        }
+        for label, serving in settings.items():
+            with load_server(engines, graphs, Path(tmp), serving) as url:
+                async with load_session(url) as session:
+                    if capacity is None:
+                        capacity = await measure_capacity(session, primary, plan)
+                    else:
+                        await warm_up(session, primary, plan)
+                    print(f"    {label}:")
+                    for multiple in plan.multiples:
+                        outcomes = await offer(session, primary, plan, multiple, capacity)
+                        report_mix(outcomes, promised)
+
+
+def add_load_options(
+    parser: argparse.ArgumentParser, load: list[float], requests: int, duration_s: float
+) -> None:
+    parser.add_argument("--engine", choices=[SCRIPTED, "vllm"], default=SCRIPTED)
+    parser.add_argument("--model", default="gemma-3-270m", help="--engine vllm: the bench's model")
+    parser.add_argument("--load", type=float, nargs="+", default=load, help="x capacity")
+    parser.add_argument("--requests", type=int, default=requests, help="per load level, at most")
+    parser.add_argument("--duration", type=float, default=duration_s, help="s per level, at most")
+    parser.add_argument("--burst", type=float, nargs=3, metavar=("ON_S", "OFF_S", "MULTIPLE"))
+    parser.add_argument("--seed", type=int, default=0, help="of the arrival schedule")
+    parser.add_argument("--timeout", type=float, default=120.0, help="s per request")
+    parser.add_argument("--capacity-concurrency", type=int, default=16)
+    parser.add_argument("--capacity-requests", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=64)
+
+
+def add_scripted_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scripted-slots", type=int, default=8, help="sequences at once")
+    parser.add_argument("--scripted-token-delay", type=float, default=0.01, help="s per token")
+
+
+def load_plan(args: argparse.Namespace, parser: argparse.ArgumentParser) -> LoadPlan:
+    plan = LoadPlan(
+        tuple(args.load),
+        args.requests,
+        args.duration,
+        args.timeout,
+        args.seed,
+        Burst(*args.burst) if args.burst else None,
+        args.capacity_concurrency,
+        args.capacity_requests,
+        args.max_tokens,
+    )
+    try:  # before any server starts; the rates are measured later (any is fine here)
+        check_schedule(Schedule(1.0, plan.requests, plan.duration_s, 0, plan.burst))
+    except UserError as error:
+        parser.error(str(error))
+    return plan
+
+
+def engines_of(args: argparse.Namespace) -> Engines:
+    knobs = ScriptedKnobs()
+    if hasattr(args, "scripted_slots"):
+        knobs = ScriptedKnobs(args.scripted_slots, args.scripted_token_delay)
+    return Engines(args.engine, args.model, knobs)
 
 
 def main() -> None:
@@ -666,52 +957,57 @@ def main() -> None:
     b.add_argument("--concurrency", type=int, default=8, help="also the engines' max_num_seqs")
     b.add_argument("--rounds", type=int, default=8, help="short rounds: see report_vllm")
     c = commands.add_parser("load", help="(d) open-loop load at multiples of capacity")
-    c.add_argument("--engine", choices=[SCRIPTED, "vllm"], default=SCRIPTED)
-    c.add_argument("--model", default="gemma-3-270m", help="with --engine vllm: an embedded model")
+    add_load_options(c, [0.5, 0.9, 1.2], 200, 60.0)
     c.add_argument("--profiles", nargs="+", choices=[PROFILE, GRAPH_PROFILE])
-    c.add_argument("--load", type=float, nargs="+", default=[0.5, 0.9, 1.2], help="x capacity")
-    c.add_argument("--requests", type=int, default=200, help="per load level, at most")
-    c.add_argument("--duration", type=float, default=60.0, help="s per load level, at most")
-    c.add_argument("--burst", type=float, nargs=3, metavar=("ON_S", "OFF_S", "MULTIPLE"))
-    c.add_argument("--seed", type=int, default=0, help="of the arrival schedule")
-    c.add_argument("--timeout", type=float, default=120.0, help="s per request")
-    c.add_argument("--capacity-concurrency", type=int, default=16)
-    c.add_argument("--capacity-requests", type=int, default=64)
-    c.add_argument("--max-tokens", type=int, default=64)
-    for name in ("serve-scripted", "serve-bare"):  # the server processes of (a)
-        sub = commands.add_parser(name)
-        sub.add_argument("port", type=int)
-        sub.add_argument("directory", type=Path)
+    f = commands.add_parser("scheduling", help="(f) node calls ranked equal vs by request")
+    add_load_options(f, [0.8, 1.0, 1.3], 400, 120.0)
+    add_scripted_options(f)
+    f.add_argument("--profile", default=GRAPH_PROFILE, help="a multi-node graph profile")
+    g = commands.add_parser("degradation", help="(g) overload without and with a fallback")
+    add_load_options(g, [2.0], 100_000, 120.0)
+    add_scripted_options(g)
+    g.add_argument("--above", type=int, default=16, help="node calls in flight: degrade above")
+    g.add_argument("--below", type=int, default=8, help="node calls in flight: recover below")
+    g.add_argument("--graphs", type=Path, help="artifacts to serve instead of the bench's")
+    g.add_argument("--profile", default=GRAPH_PROFILE, help="the primary")
+    g.add_argument("--fallback", default=FALLBACK_PROFILE, help="a lower budget of its task")
+    serve = commands.add_parser("serve-scripted")  # the server process of (a), (d), (f), (g)
+    serve.add_argument("port", type=int)
+    serve.add_argument("directory", type=Path)
+    serve.add_argument("--config", type=Path)
+    serve.add_argument("--slots", type=int)
+    serve.add_argument("--token-delay", type=float, default=0.0)
+    bare = commands.add_parser("serve-bare")  # the baseline of (a)
+    bare.add_argument("port", type=int)
+    bare.add_argument("directory", type=Path)
     args = parser.parse_args()
     if args.command == "serve-scripted":
-        serve_scripted(args.port, args.directory)
-    elif args.command == "serve-bare":
+        knobs = ScriptedKnobs(args.slots, args.token_delay)
+        serve_scripted(args.port, args.directory, args.config, knobs)
+        return
+    if args.command == "serve-bare":
         serve_bare(args.port, args.directory)
+        return
+    print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
+    if args.command == "overhead":
+        asyncio.run(overhead(args.requests, args.concurrency, args.rounds))
+    elif args.command == "load":
+        profiles = args.profiles or [PROFILE, GRAPH_PROFILE]
+        asyncio.run(under_load(engines_of(args), profiles, load_plan(args, parser)))
+    elif args.command == "scheduling":
+        asyncio.run(compare_scheduling(engines_of(args), args.profile, load_plan(args, parser)))
+    elif args.command == "degradation":
+        if args.graphs is not None and args.fallback == FALLBACK_PROFILE:
+            parser.error("--graphs needs --profile and --fallback: profiles of those artifacts")
+        if not args.below <= args.above:
+            parser.error("--below must not be over --above")
+        plan = load_plan(args, parser)
+        profiles = (args.profile, args.fallback)
+        thresholds = (args.above, args.below)
+        asyncio.run(compare_degradation(engines_of(args), plan, args.graphs, profiles, thresholds))
     else:
-        print("command:", shlex.join([Path(sys.executable).name, *sys.argv]))
-        if args.command == "overhead":
-            asyncio.run(overhead(args.requests, args.concurrency, args.rounds))
-        elif args.command == "load":
-            plan = LoadPlan(
-                tuple(args.load),
-                args.requests,
-                args.duration,
-                args.timeout,
-                args.seed,
-                Burst(*args.burst) if args.burst else None,
-                args.capacity_concurrency,
-                args.capacity_requests,
-                args.max_tokens,
-            )
-            profiles = args.profiles or [PROFILE, GRAPH_PROFILE]
-            try:  # before any server starts; the rates are measured later (any is fine here)
-                check_schedule(Schedule(1.0, plan.requests, plan.duration_s, 0, plan.burst))
-            except UserError as error:
-                parser.error(str(error))
-            asyncio.run(under_load(args.engine, args.model, profiles, plan))
-        else:
-            load = Load(args.requests, args.max_tokens, args.concurrency, args.rounds)
-            asyncio.run(against_vllm(args.model, load))
+        load = Load(args.requests, args.max_tokens, args.concurrency, args.rounds)
+        asyncio.run(against_vllm(args.model, load))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from tts_opt.engines.scripted import ScriptedEngine
 from tts_opt.graph.io import save_artifact
 from tts_opt.graph.schema import Accuracy, GraphArtifact, Latency, RoleTemplates
 from tts_opt.server.app import create_app
-from tts_opt.server.config import Limits, ServerConfig
+from tts_opt.server.config import Degradation, Limits, ServerConfig
 from tts_opt.server.profiles import ProfileRegistry
 
 SMALL, LARGE = "llama-3.2-1b", "llama-3.2-3b"
@@ -62,16 +62,18 @@ def scripted_engines(**knobs: float) -> dict[str, ScriptedEngine]:
 
 
 def config(**fields: object) -> ServerConfig:
-    """Test defaults: short keep-alive; `limits` may be given as a dict of overrides."""
+    """Test defaults: short keep-alive; `limits` and `degradation` may be given as dicts of
+    overrides."""
     limits = msgspec.structs.replace(Limits(), **fields.pop("limits", {}))  # type: ignore[arg-type]
-    return ServerConfig(keepalive_s=0.1, limits=limits, **fields)  # type: ignore[arg-type]
+    degradation = Degradation(**fields.pop("degradation", {}))  # type: ignore[arg-type]
+    return ServerConfig(keepalive_s=0.1, limits=limits, degradation=degradation, **fields)  # type: ignore[arg-type]
 
 
 def make_app(
     graphs: Path, engines: Mapping[str, Engine], settings: ServerConfig | None = None
 ) -> tuple[Litestar, ProfileRegistry]:
     settings = settings or config()
-    registry = ProfileRegistry(graphs, settings.default_budgets)
+    registry = ProfileRegistry.from_config(graphs, settings)
     registry.activate(engines)
     return create_app(settings, registry), registry
 

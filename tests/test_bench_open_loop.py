@@ -1,5 +1,6 @@
 """bench/open_loop.py: the arrival schedule and the summary of an open-loop run, as pure
-functions; the driver's outcome classes with a scripted attempt (a test double)."""
+functions; the driver's outcome classes with a scripted attempt (a test double); the profile a
+streamed reply was served by, from a real server on scripted engines."""
 
 from __future__ import annotations
 
@@ -9,7 +10,18 @@ import sys
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import pytest
+from server_support import (
+    config,
+    eventually,
+    fan_in_artifact,
+    make_app,
+    scripted_engines,
+    serving,
+    single_artifact,
+    write_artifacts,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))  # scripts, not a package
 
@@ -23,9 +35,11 @@ from open_loop import (
     arrival_times,
     format_summary,
     open_loop,
+    stream_reply,
     summarize,
 )
 
+from tts_opt.engines.scripted import ScriptedEngine
 from tts_opt.errors import UserError
 
 
@@ -131,3 +145,40 @@ async def test_the_driver_tells_ok_from_errors_and_timeouts():
         ("timeout", None),
     ]
     assert outcomes[0].ttft_s == 0.01 and outcomes[3].e2e_s >= 0.05 and wall_s >= 0.05
+
+
+def test_the_summary_counts_the_answers_a_fallback_served():
+    served = [outcome("ok", 200, e2e_s=0.1, ttft_s=0.01) for _ in range(3)]
+    degraded = msgspec.structs.replace(served[0], model="math@2", degraded_from="math@100")
+    summary = summarize([*served, degraded], wall_s=1.0)
+    assert summary.degraded == 1
+    assert "(200:4)  degraded 1" in format_summary(summary)
+    assert "degraded" not in format_summary(summarize(served, wall_s=1.0))
+
+
+async def test_a_streamed_reply_names_the_profile_that_served_it(tmp_path: Path):
+    """A real server on scripted engines (test doubles): while a pool-model request held at its
+    gate takes 2 of the 4 node calls, only the fallback (1) fits, not the primary (3)."""
+
+    gate = asyncio.Event()
+    engines = {**scripted_engines(), "ballast": ScriptedEngine("ballast", gate=gate)}
+    graphs = write_artifacts(tmp_path / "graphs", fan_in_artifact(100), single_artifact(2))
+    settings = config(
+        limits={"max_concurrent_node_calls": 4, "max_n": 2},
+        degradation={"fallbacks": {"math@100": "math@2"}},
+    )
+    app, _ = make_app(graphs, engines, settings)
+    question = [{"role": "user", "content": "What is 2 + 2?"}]
+
+    def body(model: str, n: int = 1) -> bytes:
+        return msgspec.json.encode({"model": model, "messages": question, "stream": True, "n": n})
+
+    async with serving(app) as url, aiohttp.ClientSession(url) as session:
+        held = asyncio.create_task(stream_reply(session, body("ballast", n=2)))
+        assert await eventually(lambda: engines["ballast"].started)
+        degraded = await stream_reply(session, body("math@100"))
+        gate.set()
+        await held
+        served = await stream_reply(session, body("math@100"))
+    assert (degraded.status, degraded.model, degraded.degraded_from) == (200, "math@2", "math@100")
+    assert (served.status, served.model, served.degraded_from) == (200, "math@100", None)

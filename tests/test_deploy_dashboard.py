@@ -35,6 +35,7 @@ from tts_opt.engines.base import EngineError
 from tts_opt.runtime.executor import RunError
 from tts_opt.runtime.prompts import PromptError
 from tts_opt.server.admission import Admission
+from tts_opt.server.config import Limits
 from tts_opt.server.errors import APIError, from_exception, invalid, model_not_found, not_ready
 
 # Grafana's variables, as a query reaches Prometheus.
@@ -113,7 +114,7 @@ def test_the_vllm_metrics_queried_exist_on_a_live_vllm_server(remote_gemma: str)
 
 def server_errors() -> list[APIError]:
     """One of each kind of error the server answers with."""
-    admission = Admission(limit=0, retry_after_s=1)
+    admission = Admission(Limits(max_concurrent_requests=0, retry_after_s=1))
     with pytest.raises(APIError) as refused:
         admission.admit()
     causes = (TimeoutError(), EngineError("down"), RunError("node f"), ConnectionAbortedError())

@@ -179,3 +179,22 @@ async def test_qwen_chat_answers(qwen_engine, gemma_engine) -> None:
 async def _engine_still_serves(engine) -> None:
     result = await collect(engine, "after", user(FEW_SHOT), GREEDY)
     assert "Paris" in result.samples[0].text
+
+
+async def test_a_calls_priority_reaches_the_engine_request(
+    gemma_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine schedules by priority, and the request its core gets carries the call's."""
+    llm = gemma_engine._llm
+    assert llm.vllm_config.scheduler_config.policy == "priority"
+    sent: dict[str, int] = {}
+    add = llm.engine_core.add_request_async
+
+    async def recorded(request):
+        sent[request.external_req_id or request.request_id] = request.priority
+        return await add(request)
+
+    monkeypatch.setattr(llm.engine_core, "add_request_async", recorded)
+    params = SamplingParams(temperature=0.0, max_tokens=2, priority=7)
+    await collect(gemma_engine, "prioritized", user(FEW_SHOT), params)
+    assert sent == {"prioritized": 7}

@@ -41,7 +41,7 @@ def serve(
     settings = load_config(config, overrides=overrides)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # others: warnings
     logging.getLogger("tts_opt").setLevel(settings.log_level.upper())
-    registry = ProfileRegistry(graphs, settings.default_budgets)
+    registry = ProfileRegistry.from_config(graphs, settings)
     listening = _listen(settings.host, settings.port)  # a port in use fails before any loading
     pool = EnginePool(PoolConfig(engines=settings.engines))
     models = sorted(registry.models | {engine.model for engine in settings.engines})

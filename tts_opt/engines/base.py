@@ -24,7 +24,12 @@ class ChatMessage(msgspec.Struct, frozen=True):
 
 
 class SamplingParams(msgspec.Struct, frozen=True):
-    """Decoding parameters of one request; `n` samples share the prompt (one prefill)."""
+    """Decoding parameters of one request; `n` samples share the prompt (one prefill).
+
+    `priority` ranks the request on an engine that schedules by priority (lower runs first, ties
+    in arrival order): a server gives every node call of a graph request its request's rank, so
+    that programs admitted earlier finish first. It never changes the answer (no cache key has it).
+    """
 
     max_tokens: int = 512
     temperature: float = 0.7
@@ -35,6 +40,7 @@ class SamplingParams(msgspec.Struct, frozen=True):
     # A JSON Schema (as JSON text) every sample must match: structured outputs (guided
     # decoding on vLLM, a `json_schema` response format on OpenAI-compatible servers).
     json_schema: str | None = None
+    priority: int = 0
 
 
 class SampleDelta(msgspec.Struct, frozen=True):

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 class OpenAIEngineConfig(
     msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="openai", tag_field="kind"
 ):
-    """`model` is the pool name; `served_model` the name the endpoint knows (default: `model`)."""
+    """`model` is the pool name; `served_model` the name the endpoint knows (default: `model`).
+    `send_priority` sends each request's `priority` as the extra body field vLLM's server reads
+    (with `--scheduling-policy priority`); off by default, as other servers reject the field."""
 
     model: str
     base_url: str
@@ -35,6 +37,7 @@ class OpenAIEngineConfig(
     api_key_env: str | None = None
     timeout_s: float = 600.0
     max_retries: int = 2
+    send_priority: bool = False
 
 
 class _Delta(msgspec.Struct):
@@ -167,6 +170,7 @@ class OpenAIEngine:
             },
             stream=True,
             stream_options={"include_usage": True},
+            extra_body={"priority": params.priority} if self.config.send_priority else None,
         )
         # Servers report token usage only at the end; counts per sample until then are chunk counts.
         chunks = dict.fromkeys(range(params.n), 0)

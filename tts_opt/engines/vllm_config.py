@@ -43,6 +43,10 @@ class VllmEngineConfig(
     # more to start an engine.
     enforce_eager: bool = True
     seed: int = 0
+    # "priority": vLLM runs waiting requests lowest `SamplingParams.priority` first (ties in
+    # arrival order, so with equal priorities it is first come, first served); measured on CPU
+    # at no throughput cost. "fcfs": arrival order, priorities ignored.
+    scheduling_policy: Literal["fcfs", "priority"] = "priority"
     # vLLM's own Prometheus metrics (`vllm:` prefix: queue, KV-cache use, tokens, TTFT/TPOT/e2e)
     # on the server's /metrics. Costs some counter and histogram updates per engine step.
     metrics: bool = True

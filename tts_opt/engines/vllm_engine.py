@@ -95,6 +95,7 @@ class VllmEngine:
             max_num_seqs=cfg.max_num_seqs,
             enforce_eager=cfg.enforce_eager or (on_cpu and not _can_compile()),
             seed=cfg.seed,
+            scheduling_policy=cfg.scheduling_policy,
             disable_log_stats=True,  # vLLM's periodic log lines; metrics go to `stat_loggers`
             **platform,
         )
@@ -143,7 +144,11 @@ class VllmEngine:
             (engine_input,) = await llm.renderer.render_cmpl_async(
                 [TokensPrompt(prompt_token_ids=prompt_ids)]
             )
-            async with aclosing(llm.generate(engine_input, _sampling(params), request_id)) as outs:
+            # Read by vLLM's scheduler under `scheduling_policy = "priority"` only.
+            generation = llm.generate(
+                engine_input, _sampling(params), request_id, priority=params.priority
+            )
+            async with aclosing(generation) as outs:
                 async for out in outs:
                     for c in out.outputs:
                         output_tokens[c.index] += len(c.token_ids)

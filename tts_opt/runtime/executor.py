@@ -8,6 +8,9 @@ Failure policy: a failed call is retried `retries` times. If it still fails, a n
 dropped and its successors go on with the answers that exist (`degrade=True`), unless that leaves a
 fuser with nothing to fuse; a failed sink, or any failure with `degrade=False`, fails the run.
 
+Every engine call of a run carries the run's `priority` (lower runs first on an engine that
+schedules by priority; see `SamplingParams`).
+
 Early exit (an artifact's `early_exit` rule): each input of the sink votes with the answer in its
 output as soon as that sample finishes. When `quorum` votes agree, the run answers with the output
 of the first agreeing input (complete at that moment, and the answer the others confirmed),
@@ -102,9 +105,13 @@ class GraphRunner:
         *,
         request_id: str | None = None,
         decoding: Decoding | None = None,
+        priority: int = 0,
     ) -> RunFinished:
         """Run to completion and return the answer with its trace."""
-        async for event in self.stream(conversation, request_id=request_id, decoding=decoding):
+        events = self.stream(
+            conversation, request_id=request_id, decoding=decoding, priority=priority
+        )
+        async for event in events:
             if isinstance(event, RunFinished):
                 return event
         raise AssertionError("stream ended without RunFinished")  # pragma: no cover
@@ -115,10 +122,12 @@ class GraphRunner:
         *,
         request_id: str | None = None,
         decoding: Decoding | None = None,
+        priority: int = 0,
     ) -> AsyncGenerator[RunEvent]:
         """Yield the sink's deltas and node completions, then `RunFinished`."""
         split_conversation(conversation)  # reject a bad conversation before any engine call
-        run = _GraphRun(self, list(conversation), request_id or uuid.uuid4().hex, decoding)
+        request_id = request_id or uuid.uuid4().hex
+        run = _GraphRun(self, list(conversation), request_id, decoding, priority)
         task = asyncio.create_task(run.execute())
         try:
             while True:
@@ -144,11 +153,13 @@ class _GraphRun:
         conversation: list[ChatMessage],
         request_id: str,
         decoding: Decoding | None,
+        priority: int,
     ) -> None:
         self.runner = runner
         self.conversation = conversation
         self.request_id = request_id
         self.decoding = decoding or runner.artifact.decoding
+        self.priority = priority
         self.events: asyncio.Queue[RunEvent | _Failed] = asyncio.Queue()
         self.outputs: dict[str, asyncio.Future[str | None]] = {}
         self.traces: list[NodeTrace] = []
@@ -217,7 +228,7 @@ class _GraphRun:
         messages = node_messages(
             self.runner.artifact.templates, call.role, self.conversation, references
         )
-        params = sampling_params(self.decoding, call)
+        params = sampling_params(self.decoding, call, self.priority)
         engine = self.runner.engines[call.model]
         for attempt in itertools.count(1):
             start_s = self.now()

@@ -73,10 +73,10 @@ def build_plan(artifact: GraphArtifact, *, batch_identical: bool = True) -> Exec
     )
 
 
-def sampling_params(decoding: Decoding, call: CallGroup) -> SamplingParams:
+def sampling_params(decoding: Decoding, call: CallGroup, priority: int = 0) -> SamplingParams:
     """The engine request of `call`: its samples' seeds start at its offset (see the module
     docstring); greedy decoding gives identical calls one answer, sampled once and shared
-    (engines also reject n > 1 without sampling)."""
+    (engines also reject n > 1 without sampling). `priority` is the run's rank on the engine."""
     return SamplingParams(
         max_tokens=decoding.max_tokens,
         temperature=decoding.temperature,
@@ -84,4 +84,5 @@ def sampling_params(decoding: Decoding, call: CallGroup) -> SamplingParams:
         seed=None if decoding.seed is None else decoding.seed + call.seed_offset,
         stop=decoding.stop,
         n=1 if decoding.temperature == 0 else len(call.nodes),
+        priority=priority,
     )

@@ -1,7 +1,10 @@
 """POST /v1/chat/completions: resolve the target, admit it, run it, answer as JSON or SSE.
 
-Checks that can fail run before admission (404, 400); admission can refuse (429); from then on
-the request holds a slot until its run ends by any path (done, error, timeout, disconnect).
+Checks that can fail run before admission (404, 400); admission can refuse (429) or, under
+load, hand the request to its profile's fallback; from then on the request holds its share
+(one request, its node calls) until its run ends by any path (done, error, timeout, disconnect).
+Its engine calls carry its admission order as their priority when the server schedules by
+request.
 A streamed request sends its headers at once, keep-alive comments while upstream nodes run and
 its first chunk with the first token; a non-streamed one is cancelled if its client disconnects.
 """
@@ -30,7 +33,7 @@ from tts_opt.server.responses import (
     ChunkWriter,
     completion,
     error_frame,
-    trace_info,
+    run_info,
 )
 from tts_opt.server.streaming import paced, unless_disconnected
 from tts_opt.server.targets import Completed, Target, TextDelta, check_prompt_tokens, resolve
@@ -58,10 +61,18 @@ def chat_routes(ctx: ServerContext, guards: list[Guard]) -> list[HTTPRouteHandle
 
 
 class _ChatRun:
-    """One admitted request: its slot, its timings and metrics, and its target's events."""
+    """One admitted request: its share, its timings and metrics, and its target's events (the
+    fallback's when admission degraded it)."""
 
     def __init__(self, ctx: ServerContext, target: Target, request: ChatCompletionRequest):
-        self.permit = ctx.admission.admit()
+        fallback = target.fallback()
+        fallback_calls = None if fallback is None else fallback.node_calls
+        self.permit = ctx.admission.admit(target.node_calls, fallback_calls)
+        self.degraded_from: str | None = None
+        if self.permit.degraded and fallback is not None:
+            ctx.metrics.degraded.labels(target.label, fallback.label).inc()
+            self.degraded_from, target = target.label, fallback
+        self.priority = self.permit.sequence if ctx.config.scheduling == "request" else 0
         self.ctx = ctx
         self.target = target
         self.request = request
@@ -91,7 +102,7 @@ class _ChatRun:
             self.metrics.first_token.observe(time.perf_counter() - self.started)
 
     def end(self) -> None:
-        """Give the slot back; idempotent, as several exit paths lead here."""
+        """Give the share back; idempotent, as several exit paths lead here."""
         if not self.ended:
             self.ended = True
             self.permit.release()
@@ -102,7 +113,7 @@ class _ChatRun:
         completed: Completed | None = None
         # No keep-alive to send: the deadline may cancel the run wherever it is (as a disconnect
         # does), so the events need no pump task of their own (`paced`).
-        events = self.target.events(self.id)
+        events = self.target.events(self.id, self.priority)
         async with asyncio.timeout_at(self.deadline), aclosing(events):
             async for event in events:
                 self.observe(event)
@@ -117,7 +128,7 @@ class _ChatRun:
             self.target.label,
             ["".join(t) for t in texts],
             completed,
-            trace_info(self.target.label, completed, self.wants_trace),
+            run_info(self.target.label, completed, self.wants_trace, self.degraded_from),
         )
         return Response(body, headers=self.headers)
 
@@ -147,7 +158,7 @@ class _ChatRun:
         finished = False
         try:
             events = paced(
-                self.target.events(self.id),
+                self.target.events(self.id, self.priority),
                 deadline=self.deadline,
                 heartbeat_s=self.ctx.config.keepalive_s,
             )
@@ -160,8 +171,8 @@ class _ChatRun:
                     if isinstance(event, TextDelta):
                         yield writer.text(event)
                         continue
-                    trace = trace_info(self.target.label, event, self.wants_trace)
-                    yield writer.finish(event, trace)
+                    info = run_info(self.target.label, event, self.wants_trace, self.degraded_from)
+                    yield writer.finish(event, info)
                     if writer.include_usage:
                         yield writer.usage(event.usage)
             finished = True

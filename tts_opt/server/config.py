@@ -13,7 +13,13 @@ examples/engines.toml):
 
     [limits]
     max_concurrent_requests = 32
+    max_concurrent_node_calls = 96
     request_timeout_s = 300
+
+    [degradation]
+    fallbacks = { "math@18" = "math@6" }
+    above_node_calls = 80
+    below_node_calls = 48
 
     [[engines]]
     kind = "openai"
@@ -48,9 +54,17 @@ NonEmpty = Annotated[str, Meta(min_length=1)]
 
 class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """What one server takes on. Over a limit a request is refused at once (400/413/429), never
-    queued without bound; `request_timeout_s` bounds a request from admission to its last byte."""
+    queued without bound; `request_timeout_s` bounds a request from admission to its last byte.
+
+    `max_concurrent_node_calls` is the capacity in node calls in flight: a graph request weighs
+    the node calls of its graph (a 5-node graph as much as five one-node requests), a pool-model
+    request its `n`; None: only `max_concurrent_requests` bounds admission. A profile whose graph
+    has more node calls than `max_node_calls_per_request` (or than the capacity) is refused when
+    the profiles load: no request for it could ever be admitted."""
 
     max_concurrent_requests: PositiveInt = 64
+    max_concurrent_node_calls: PositiveInt | None = None
+    max_node_calls_per_request: PositiveInt | None = None
     retry_after_s: PositiveInt = 1
     request_timeout_s: PositiveFloat = 600.0
     max_body_bytes: PositiveInt = 2 * 1024 * 1024
@@ -58,12 +72,52 @@ class Limits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_completion_tokens: PositiveInt = 8192
     max_n: PositiveInt = 16
 
+    def __post_init__(self) -> None:
+        capacity = self.max_concurrent_node_calls
+        if capacity is not None and self.max_n > capacity:
+            raise ValueError(
+                f"limits.max_n ({self.max_n}) is over limits.max_concurrent_node_calls "
+                f"({capacity}): such a request could never be admitted"
+            )
+
+    @property
+    def node_calls_per_request(self) -> int | None:
+        """The most node calls one request may take: the cap, and never more than the capacity."""
+        bounds = [self.max_node_calls_per_request, self.max_concurrent_node_calls]
+        known = [bound for bound in bounds if bound is not None]
+        return min(known) if known else None
+
+
+class Degradation(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Serving a cheaper profile of the same task under load. `fallbacks` maps a profile to its
+    fallback (another budget of its task). A new request for a primary is served by its fallback
+    while the node calls in flight are above `above_node_calls`, until they are below
+    `below_node_calls` again (hysteresis: no flapping at the threshold), and whenever the primary
+    would not fit `limits.max_concurrent_node_calls` but its fallback would: a request is refused
+    with 429 only past the fallback's own limit. No thresholds: only that last rule applies."""
+
+    fallbacks: dict[NonEmpty, NonEmpty] = {}
+    above_node_calls: PositiveInt | None = None
+    below_node_calls: PositiveInt | None = None
+
+    def __post_init__(self) -> None:
+        above, below = self.above_node_calls, self.below_node_calls
+        if (above is None) != (below is None):
+            raise ValueError("degradation needs both above_node_calls and below_node_calls")
+        if above is not None and below is not None and below > above:
+            raise ValueError(
+                f"degradation.below_node_calls ({below}) is over above_node_calls ({above})"
+            )
+
 
 class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`api_keys` empty: no authentication. `default_budgets` maps a task to the budget that a
     bare task name (`model="math"`) selects; a task without one gets its largest budget.
     `keepalive_s` is the SSE comment interval while upstream nodes run; `drain_timeout_s` how
-    long shutdown waits for in-flight requests."""
+    long shutdown waits for in-flight requests. `scheduling` ranks the engine calls of requests:
+    "request" gives every node call its request's admission order as its priority, so that on an
+    engine scheduling by priority the calls of requests admitted earlier (further along) run
+    first; "call": all calls rank equal, the engine serves them in their own arrival order."""
 
     host: str = "127.0.0.1"
     port: Annotated[int, Meta(ge=0, le=65535)] = 8000
@@ -73,7 +127,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     keepalive_s: PositiveFloat = 10.0
     drain_timeout_s: PositiveFloat = 30.0
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    scheduling: Literal["request", "call"] = "request"
     limits: Limits = Limits()
+    degradation: Degradation = Degradation()
 
 
 class ConfigError(SetupError):

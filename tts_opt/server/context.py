@@ -18,6 +18,6 @@ class ServerContext:
     admission: Admission = field(init=False)
 
     def __post_init__(self) -> None:
-        limits = self.config.limits
-        admission = Admission(limits.max_concurrent_requests, limits.retry_after_s)
+        admission = Admission(self.config.limits, self.config.degradation)
+        self.metrics.node_calls.set_function(lambda: admission.node_calls)
         object.__setattr__(self, "admission", admission)

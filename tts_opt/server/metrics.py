@@ -78,6 +78,17 @@ class Metrics:
         self.errors = Counter(
             "tts_errors", "Failed requests by error type.", ["profile", "type"], registry=r
         )
+        self.degraded = Counter(
+            "tts_degraded_requests",
+            "Requests for a profile served by its fallback under load.",
+            ["profile", "fallback"],
+            registry=r,
+        )
+        self.node_calls = Gauge(
+            "tts_node_calls_in_flight",
+            "Node calls of the admitted requests (what admission counts against its capacity).",
+            registry=r,
+        )
         # Label sets come from the server's own profiles and graphs, so these stay small.
         self._profiles: dict[str, ProfileMetrics] = {}
         self._nodes: dict[tuple[str, str, str, str], Histogram] = {}

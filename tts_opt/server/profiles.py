@@ -5,6 +5,11 @@ dollar budget). The bare task name (`math`) stands for the task's default budget
 server config's `default_budgets` names, else the largest FLOPs budget (then the largest dollar
 budget), i.e. the most compute the operator optimized for.
 
+A profile may have a fallback, a cheaper budget of its task the server degrades to under load
+(`tts_opt.server.config.Degradation`); both must be served profiles of one task, the fallback's
+budget below the primary's. A profile whose graph needs more node calls than one request may
+take is refused, as no request for it could be admitted.
+
 Loading is all or nothing, and a reload swaps the whole set in one assignment: a request in flight
 keeps the runner (and so the artifact) it started with, and a bad artifact on disk leaves the
 served set as it was.
@@ -23,7 +28,9 @@ from tts_opt.engines.base import Engine
 from tts_opt.graph.errors import GraphError
 from tts_opt.graph.io import load_artifact
 from tts_opt.graph.schema import GraphArtifact
+from tts_opt.graph.topology import active_nodes
 from tts_opt.runtime.executor import GraphRunner
+from tts_opt.server.config import ServerConfig
 from tts_opt.server.errors import SetupError
 
 log = logging.getLogger(__name__)
@@ -39,17 +46,28 @@ class Profile(msgspec.Struct, frozen=True):
     artifact: GraphArtifact
     runner: GraphRunner
 
+    @property
+    def node_calls(self) -> int:
+        """Node calls one request runs: the graph's active nodes (what admission counts)."""
+        return len(self.runner.plan.order)
+
 
 class ProfileSet(msgspec.Struct, frozen=True):
     """One consistent generation of profiles; `aliases` maps a task to its default profile,
-    `created` is when it was loaded (Unix time, the `created` of /v1/models)."""
+    `created` is when it was loaded (Unix time, the `created` of /v1/models), `fallbacks` maps a
+    profile name to its fallback's."""
 
     profiles: dict[str, Profile]
     aliases: dict[str, str]
     created: int
+    fallbacks: dict[str, str] = {}
 
     def get(self, name: str) -> Profile | None:
         return self.profiles.get(self.aliases.get(name) or canonical_name(name))
+
+    def fallback(self, profile: Profile) -> Profile | None:
+        name = self.fallbacks.get(profile.name)
+        return None if name is None else self.profiles[name]
 
 
 def profile_name(artifact: GraphArtifact) -> str:
@@ -119,13 +137,32 @@ class ProfileRegistry:
     binds them to the started engines and makes the server ready.
     """
 
-    def __init__(self, directory: Path, default_budgets: Mapping[str, float] | None = None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        default_budgets: Mapping[str, float] | None = None,
+        *,
+        fallbacks: Mapping[str, str] | None = None,
+        max_node_calls: int | None = None,
+    ) -> None:
         self.directory = directory
         self.default_budgets = dict(default_budgets or {})
+        self.fallbacks = dict(fallbacks or {})
+        self.max_node_calls = max_node_calls
         self._artifacts = read_artifacts(directory)
-        default_aliases(self._artifacts, self.default_budgets)
+        self._check(self._artifacts)
         self.engines: Mapping[str, Engine] = {}
         self.current: ProfileSet | None = None
+
+    @classmethod
+    def from_config(cls, directory: Path, config: ServerConfig) -> ProfileRegistry:
+        """The registry of a server with these settings (default budgets, fallbacks, limits)."""
+        return cls(
+            directory,
+            config.default_budgets,
+            fallbacks=config.degradation.fallbacks,
+            max_node_calls=config.limits.node_calls_per_request,
+        )
 
     @property
     def models(self) -> set[str]:
@@ -152,7 +189,7 @@ class ProfileRegistry:
         return self.current
 
     def _build(self, artifacts: Mapping[str, tuple[Path, GraphArtifact]]) -> ProfileSet:
-        aliases = default_aliases(artifacts, self.default_budgets)
+        aliases, fallbacks = self._check(artifacts)
         profiles = {}
         for name, (path, artifact) in artifacts.items():
             missing = sorted({n.model for n in artifact.nodes} - self.engines.keys())
@@ -163,4 +200,41 @@ class ProfileRegistry:
                     "add it to the server config's engines and restart"
                 )
             profiles[name] = Profile(name, path, artifact, GraphRunner(artifact, self.engines))
-        return ProfileSet(profiles, aliases, int(time.time()))
+        return ProfileSet(profiles, aliases, int(time.time()), fallbacks)
+
+    def _check(
+        self, artifacts: Mapping[str, tuple[Path, GraphArtifact]]
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The aliases and fallbacks (profile names) of servable artifacts; raise ProfileError
+        for any that cannot be served with these settings. Needs no engine."""
+        aliases = default_aliases(artifacts, self.default_budgets)
+        if self.max_node_calls is not None:
+            for path, artifact in artifacts.values():
+                calls = len(active_nodes(artifact))
+                if calls > self.max_node_calls:
+                    raise ProfileError(
+                        f"{path}: its graph makes {calls} node calls per request, over the "
+                        f"server's limit of {self.max_node_calls} "
+                        "(limits.max_node_calls_per_request, limits.max_concurrent_node_calls)"
+                    )
+
+        def named(name: str) -> str:
+            found = aliases.get(name) or canonical_name(name)
+            if found not in artifacts:
+                raise ProfileError(f"degradation.fallbacks names {name!r}, not a profile")
+            return found
+
+        fallbacks = {}
+        for primary, fallback in self.fallbacks.items():
+            high, low = named(primary), named(fallback)
+            a, b = artifacts[high][1], artifacts[low][1]
+            if (
+                a.task != b.task
+                or a.budget.unit != b.budget.unit
+                or b.budget.value >= a.budget.value
+            ):
+                raise ProfileError(
+                    f"degradation.fallbacks: {low} is not a lower budget of the task of {high}"
+                )
+            fallbacks[high] = low
+        return aliases, fallbacks

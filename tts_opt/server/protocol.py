@@ -75,12 +75,15 @@ class UsageInfo(msgspec.Struct, frozen=True):
     total_tokens: int
 
 
-class TraceInfo(msgspec.Struct, frozen=True):
-    """The opt-in trace: where the time, tokens and FLOPs of a graph run went."""
+class RunInfo(msgspec.Struct, frozen=True):
+    """The `tts_opt` object of a response, when there is something to say: the profile that
+    served it; `degraded_from`, the profile the request named, when that profile's fallback
+    served it under load; the opt-in trace (where the time, tokens and FLOPs of the run went)."""
 
     profile: str
-    overhead_s: float
-    trace: RunTrace
+    degraded_from: str | UnsetType = UNSET
+    overhead_s: float | UnsetType = UNSET
+    trace: RunTrace | UnsetType = UNSET
 
 
 class ResponseMessage(msgspec.Struct, frozen=True):
@@ -102,7 +105,7 @@ class ChatCompletion(msgspec.Struct, frozen=True):
     choices: list[Choice]
     usage: UsageInfo
     object: Literal["chat.completion"] = "chat.completion"
-    tts_opt: TraceInfo | UnsetType = UNSET
+    tts_opt: RunInfo | UnsetType = UNSET
 
 
 class ChunkDelta(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -126,7 +129,7 @@ class ChatCompletionChunk(msgspec.Struct, frozen=True):
     choices: list[ChunkChoice]
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     usage: UsageInfo | UnsetType | None = UNSET
-    tts_opt: TraceInfo | UnsetType = UNSET
+    tts_opt: RunInfo | UnsetType = UNSET
 
 
 class ErrorBody(msgspec.Struct, frozen=True):

@@ -28,7 +28,7 @@ from tts_opt.server.protocol import (
     ChunkDelta,
     ErrorResponse,
     ResponseMessage,
-    TraceInfo,
+    RunInfo,
     UsageInfo,
 )
 from tts_opt.server.targets import Completed, TextDelta
@@ -42,10 +42,19 @@ def usage_info(usage: Usage) -> UsageInfo:
     return UsageInfo(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens)
 
 
-def trace_info(label: str, completed: Completed, wanted: bool) -> TraceInfo | UnsetType:
-    if not wanted or completed.trace is None:
+def run_info(
+    label: str, completed: Completed, trace_wanted: bool, degraded_from: str | None
+) -> RunInfo | UnsetType:
+    """The response's `tts_opt` object: only with a trace that was asked for, or a degradation."""
+    trace = completed.trace if trace_wanted else None
+    if trace is None and degraded_from is None:
         return UNSET
-    return TraceInfo(profile=label, overhead_s=completed.trace.overhead_s, trace=completed.trace)
+    return RunInfo(
+        profile=label,
+        degraded_from=UNSET if degraded_from is None else degraded_from,
+        overhead_s=UNSET if trace is None else trace.overhead_s,
+        trace=UNSET if trace is None else trace,
+    )
 
 
 def completion(
@@ -54,7 +63,7 @@ def completion(
     model: str,
     texts: Sequence[str],
     completed: Completed,
-    trace: TraceInfo | UnsetType,
+    info: RunInfo | UnsetType,
 ) -> ChatCompletion:
     choices = [
         Choice(index=i, message=ResponseMessage(text), finish_reason=reason)
@@ -66,7 +75,7 @@ def completion(
         model=model,
         choices=choices,
         usage=usage_info(completed.usage),
-        tts_opt=trace,
+        tts_opt=info,
     )
 
 
@@ -92,7 +101,7 @@ class ChunkWriter:
         self,
         choices: list[ChunkChoice],
         usage: UsageInfo | UnsetType | None,
-        trace: TraceInfo | UnsetType = UNSET,
+        info: RunInfo | UnsetType = UNSET,
     ) -> bytes:
         chunk = ChatCompletionChunk(
             id=self.completion_id,
@@ -100,7 +109,7 @@ class ChunkWriter:
             model=self.model,
             choices=choices,
             usage=usage,
-            tts_opt=trace,
+            tts_opt=info,
         )
         return b"data: " + _encode(chunk) + b"\n\n"
 
@@ -115,9 +124,9 @@ class ChunkWriter:
         content = ChunkDelta(role=self._role(delta.index), content=delta.text)
         return self._frame([ChunkChoice(delta.index, content)], self.usage_field)
 
-    def finish(self, completed: Completed, trace: TraceInfo | UnsetType) -> bytes:
-        """One frame per choice, after a role chunk for a choice that had no content; the trace
-        rides on the last."""
+    def finish(self, completed: Completed, info: RunInfo | UnsetType) -> bytes:
+        """One frame per choice, after a role chunk for a choice that had no content; the `tts_opt`
+        object rides on the last."""
         announce = ChunkDelta(role="assistant", content="")
         roles = b"".join(
             self._frame([ChunkChoice(i, announce)], self.usage_field)
@@ -129,7 +138,7 @@ class ChunkWriter:
             self._frame(
                 [ChunkChoice(i, ChunkDelta(), finish_reason=reason)],
                 self.usage_field,
-                trace if i == last else UNSET,
+                info if i == last else UNSET,
             )
             for i, reason in enumerate(completed.finish_reasons)
         )

@@ -7,11 +7,13 @@ decoding. `n > 1` and `stop` are refused on a profile: a run yields one answer, 
 sequence would cut every node's answer, not only the final one. On a pool model everything is
 honoured as on any OpenAI server, unset parameters taking the engine defaults (`SamplingParams`).
 Both kinds of target stream the same events, so the response code does not care which it runs.
+A target knows what admission counts (`node_calls`) and, for a profile with a fallback, the same
+request on the fallback (`fallback`); `events` takes the priority of the run's engine calls.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import aclosing
 from typing import Any
 
@@ -43,23 +45,37 @@ CompletionEvent = TextDelta | Completed
 
 
 class GraphTarget:
-    """One run of a profile's graph."""
+    """One run of a profile's graph; `overrides` are the request's decoding parameters.
+    `engines` are those the request may run on, its fallback's included."""
 
     n = 1
 
     def __init__(
-        self, profile: Profile, messages: Sequence[ChatMessage], decoding: Decoding
+        self,
+        profile: Profile,
+        messages: Sequence[ChatMessage],
+        overrides: Mapping[str, Any],
+        fallback_profile: Profile | None = None,
     ) -> None:
         self.profile = profile
         self.label = profile.name
         self.messages = messages
-        self.decoding = decoding
-        runner = profile.runner
-        self.engines = tuple({runner.engines[g.model]: None for g in runner.plan.groups})
+        self.overrides = overrides
+        self.decoding: Decoding = msgspec.structs.replace(profile.artifact.decoding, **overrides)
+        self.node_calls = profile.node_calls
+        self.fallback_profile = fallback_profile
+        runners = [p.runner for p in (profile, fallback_profile) if p is not None]
+        self.engines = tuple({r.engines[g.model]: None for r in runners for g in r.plan.groups})
 
-    async def events(self, request_id: str) -> AsyncGenerator[CompletionEvent]:
+    def fallback(self) -> GraphTarget | None:
+        """The same request on the profile's fallback, if it has one."""
+        if self.fallback_profile is None:
+            return None
+        return GraphTarget(self.fallback_profile, self.messages, self.overrides)
+
+    async def events(self, request_id: str, priority: int = 0) -> AsyncGenerator[CompletionEvent]:
         stream = self.profile.runner.stream(
-            self.messages, request_id=request_id, decoding=self.decoding
+            self.messages, request_id=request_id, decoding=self.decoding, priority=priority
         )
         async with aclosing(stream):
             async for event in stream:
@@ -80,11 +96,16 @@ class ModelTarget:
         self.engines = (engine,)
         self.messages = messages
         self.params = params
-        self.n = params.n
+        self.n = self.node_calls = params.n
 
-    async def events(self, request_id: str) -> AsyncGenerator[CompletionEvent]:
+    def fallback(self) -> None:
+        """A pool model has none."""
+        return None
+
+    async def events(self, request_id: str, priority: int = 0) -> AsyncGenerator[CompletionEvent]:
         tally = SampleTally(self.n)
-        deltas = self.engine.generate(request_id, self.messages, self.params)
+        params = msgspec.structs.replace(self.params, priority=priority)
+        deltas = self.engine.generate(request_id, self.messages, params)
         async with aclosing(deltas):
             async for delta in deltas:
                 if delta.text:
@@ -129,8 +150,7 @@ def resolve(registry: ProfileRegistry, request: ChatCompletionRequest, limits: L
                 param="stop",
             )
         split_conversation(messages)  # a graph answers the last user turn: refuse early
-        decoding = msgspec.structs.replace(profile.artifact.decoding, **sampling)
-        return GraphTarget(profile, messages, decoding)
+        return GraphTarget(profile, messages, sampling, profiles.fallback(profile))
     engine = registry.engines.get(name)
     if engine is None:
         raise model_not_found(name)
