@@ -773,6 +773,17 @@ async def measure_capacity(session: aiohttp.ClientSession, profile: str, plan: L
     return capacity.rps
 
 
+async def capacity_once(
+    session: aiohttp.ClientSession, profile: str, plan: LoadPlan, known: float | None
+) -> float:
+    """The capacity measured on the first server of a comparison; later servers only warm up,
+    so that every server is offered the same arrivals."""
+    if known is None:
+        return await measure_capacity(session, profile, plan)
+    await warm_up(session, profile, plan)
+    return known
+
+
 async def offer(
     session: aiohttp.ClientSession,
     profile: str,
@@ -806,10 +817,7 @@ async def compare_scheduling(engines: Engines, profile: str, plan: LoadPlan) -> 
         for scheduling in ("call", "request"):
             with load_server(engines, graphs, Path(tmp), Serving(scheduling)) as url:
                 async with load_session(url) as session:
-                    if capacity is None:
-                        capacity = await measure_capacity(session, profile, plan)
-                    else:
-                        await warm_up(session, profile, plan)
+                    capacity = await capacity_once(session, profile, plan, capacity)
                     print(f"    scheduling = {scheduling!r} ({profile}):")
                     for multiple in plan.multiples:
                         await offer(session, profile, plan, multiple, capacity)
@@ -886,10 +894,7 @@ async def compare_degradation(
         for label, serving in settings.items():
             with load_server(engines, graphs, Path(tmp), serving) as url:
                 async with load_session(url) as session:
-                    if capacity is None:
-                        capacity = await measure_capacity(session, primary, plan)
-                    else:
-                        await warm_up(session, primary, plan)
+                    capacity = await capacity_once(session, primary, plan, capacity)
                     print(f"    {label}:")
                     for multiple in plan.multiples:
                         outcomes = await offer(session, primary, plan, multiple, capacity)
