@@ -10,7 +10,9 @@ from msgspec.structs import replace
 from optimizer_support import fast_settings, paper_space
 from test_optimizer_evaluation import SPACE, TASK, engines, scorer
 
+from tts_opt.engines.scripted import ScriptedEngine
 from tts_opt.evaluation import NodeCache
+from tts_opt.evaluation.presample import presample
 from tts_opt.graph import Node
 from tts_opt.optimizer import optimize
 from tts_opt.optimizer.sample_once import SharedSampler, source_counts
@@ -60,6 +62,39 @@ def test_graphs_replay_the_samples_drawn_once(tmp_path: Path) -> None:
     assert drawn == 3 * len(questions) and again == 0  # stored samples are not drawn twice
     assert [r.params.n for r in pool[MID].requests] == [3] * len(questions)
     assert len(pool[MID].requests) == before  # the graph's two MID assistants were replayed
+
+
+def test_presampling_keeps_one_full_batch_per_engine_in_flight(tmp_path: Path) -> None:
+    """Requests beyond the batch wait outside the engine, so no recorded generation time holds a
+    wait in the engine's queue."""
+    gate = asyncio.Event()
+    engine = ScriptedEngine(MID, gate=gate)
+    questions = TASK.split("val", limit=10)
+
+    async def run() -> tuple[int, int]:
+        with NodeCache(tmp_path / "cache.sqlite3") as cache:
+            drawing = asyncio.create_task(
+                presample(
+                    {MID: 3},
+                    questions,
+                    {MID: engine},
+                    cache,
+                    SPACE.templates,
+                    SPACE.decoding,
+                    sequences=6,
+                )
+            )
+            while len(engine.started) < 2:
+                await asyncio.sleep(0)
+            for _ in range(100):  # every other draw is ready to run: none may reach the engine
+                await asyncio.sleep(0)
+            held = len(engine.requests)
+            gate.set()
+            return held, await drawing
+
+    held, drawn = asyncio.run(run())
+    assert held == 2  # 6 sequences: two requests of 3 samples
+    assert drawn == 30 and len(engine.requests) == len(questions)
 
 
 def test_a_search_samples_once_first_and_finds_the_same_graph(tmp_path: Path) -> None:
