@@ -8,6 +8,7 @@ from pathlib import Path
 
 from msgspec.structs import replace
 from optimizer_support import fast_settings, paper_space
+from server_support import eventually
 from test_optimizer_evaluation import SPACE, TASK, engines, scorer
 
 from tts_opt.engines.scripted import ScriptedEngine
@@ -84,8 +85,7 @@ def test_presampling_keeps_one_full_batch_per_engine_in_flight(tmp_path: Path) -
                     sequences=6,
                 )
             )
-            while len(engine.started) < 2:
-                await asyncio.sleep(0)
+            assert await eventually(lambda: len(engine.started) == 2)
             for _ in range(100):  # every other draw is ready to run: none may reach the engine
                 await asyncio.sleep(0)
             held = len(engine.requests)
