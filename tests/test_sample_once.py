@@ -116,3 +116,22 @@ def test_a_search_samples_once_first_and_finds_the_same_graph(tmp_path: Path) ->
     assert once.artifact.nodes == live.artifact.nodes
     first = once_pool[SMALL].requests[0]
     assert first.params.n == source_counts(SPACE)[SMALL]  # drawn before any graph ran
+
+
+def test_a_resumed_search_whose_search_stage_is_archived_draws_nothing_up_front(
+    tmp_path: Path,
+) -> None:
+    settings = replace(fast_settings(iterations=5), val_questions=4, pretest_questions=2)
+
+    async def run(name: str) -> dict[str, int]:
+        pool = engines()
+        s = scorer(pool, NodeCache(tmp_path / f"{name}.sqlite3"))
+        try:
+            await optimize(TASK, SPACE, settings, s, tmp_path / "archive")
+        finally:
+            await s.close()
+        return {model: len(engine.requests) for model, engine in pool.items()}
+
+    assert sum(asyncio.run(run("first")).values()) > 0
+    # The archive replays every evaluation, so an empty node cache costs the engines nothing.
+    assert asyncio.run(run("resumed")) == dict.fromkeys(engines(), 0)

@@ -128,22 +128,21 @@ class SearchContext:
     @property
     def best(self) -> EvaluationRecord | None:
         """The incumbent: the best graph scored on every search question."""
-        eligible = [r for r in self.records if r.competes]
-        return max(eligible, key=lambda r: r.utility) if eligible else None
+        return _best(self.records)
 
     @property
     def running(self) -> bool:
         """False once the evaluations, node calls, patience or time are used up."""
-        if len(self.records) >= self.limits.iterations:
+        if _used_up(self.records, self.node_calls, self.limits):
             return False
-        if self.limits.node_calls is not None and self.node_calls >= self.limits.node_calls:
-            return False
-        best = self.best
-        if best is not None:
-            since = sum(r.index > best.index and r.stage in BEST_STAGES for r in self.records)
-            if since >= self.limits.patience:
-                return False
         return self.limits.time_limit_s is None or self.elapsed() < self.limits.time_limit_s
+
+    @property
+    def search_archived(self) -> bool:
+        """Whether the archive holds the whole search stage (its evaluations, node calls or
+        patience were used up), so that resuming replays it without scoring anything."""
+        calls = sum(r.node_calls for r in self._replay)
+        return _used_up(self._replay, calls, self.limits)
 
     def history(self) -> tuple[HistoryItem, ...]:
         return tuple(
@@ -319,6 +318,25 @@ class SearchContext:
     def agent_seed(self) -> int:
         """A seed for the agent's own randomness, fixed by (seed, agent call index)."""
         return int(np.random.default_rng([self.seed, self._agent_calls, 7]).integers(2**31))
+
+
+def _best(records: Sequence[EvaluationRecord]) -> EvaluationRecord | None:
+    eligible = [r for r in records if r.competes]
+    return max(eligible, key=lambda r: r.utility) if eligible else None
+
+
+def _used_up(records: Sequence[EvaluationRecord], node_calls: int, limits: Limits) -> bool:
+    """Whether `records` (a search's evaluations in order) use up its evaluations, node calls or
+    patience; the time limit is the caller's."""
+    if len(records) >= limits.iterations:
+        return True
+    if limits.node_calls is not None and node_calls >= limits.node_calls:
+        return True
+    best = _best(records)
+    if best is None:
+        return False
+    since = sum(r.index > best.index and r.stage in BEST_STAGES for r in records)
+    return since >= limits.patience
 
 
 def _common_prefix(a: Sequence[str], b: Sequence[str]) -> int:

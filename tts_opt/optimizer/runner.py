@@ -191,7 +191,7 @@ async def optimize(
         race_first=settings.race_first or None,
         on_progress=on_progress,
     )
-    if settings.sample_once and isinstance(scorer, SharedSampler):
+    if settings.sample_once and isinstance(scorer, SharedSampler) and not ctx.search_archived:
         await scorer.presample(
             source_counts(space), ctx.questions["search"], space.templates, space.decoding
         )
