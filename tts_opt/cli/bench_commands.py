@@ -10,41 +10,20 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.progress import Progress
 
 from tts_opt.cli.display import console
-from tts_opt.cli.optimize_command import (
-    AgentKeyOpt,
-    AgentModelOpt,
-    AgentUrlOpt,
+from tts_opt.cli.search_options import (
     BudgetOpt,
-    CacheOpt,
-    EnginesOpt,
-    IterationsOpt,
-    MaxNodesOpt,
-    MaxTokensOpt,
-    ModelsOpt,
-    NodeCallsOpt,
-    ObjectiveOpt,
-    OutputTokOpt,
     ParallelOpt,
-    PatienceOpt,
-    PretestOpt,
-    PriceOpt,
-    PromptTokOpt,
-    RaceOpt,
-    ReevalOpt,
-    RepairOpt,
-    SampleSeedOpt,
-    ScorerOpt,
     TaskOpt,
-    TestOpt,
-    TopKOpt,
-    UnitOpt,
-    ValOpt,
+    pool_options,
+    question_options,
+    search_options,
+    with_options,
 )
 from tts_opt.optimizer import METHODS
 from tts_opt.optimizer.replay import replay_request
@@ -53,12 +32,10 @@ from tts_opt.optimizer.service import (
     COMPARED_METHODS,
     SearchRequest,
     compare_runs,
-    request_defaults,
     run_searches,
 )
 from tts_opt.optimizer.table import read_table, record_request
 
-D = request_defaults()
 bench_app = typer.Typer(
     help="Tabular benchmark of search methods: score every graph once, replay searches on it."
 )
@@ -66,30 +43,18 @@ TableArg = Annotated[Path, typer.Argument(help="The replay table (JSONL).")]
 
 
 @bench_app.command("record")
+@with_options(pool_options, question_options)
 def record(
     table: TableArg,
     task: TaskOpt,
     budget: BudgetOpt,
-    budget_unit: UnitOpt = D["budget_unit"],
-    models: ModelsOpt = None,
-    price: PriceOpt = None,
-    val_questions: ValOpt = D["val_questions"],
-    reeval_questions: ReevalOpt = D["reeval_questions"],
-    test_questions: TestOpt = D["test_questions"],
-    max_nodes: MaxNodesOpt = D["max_nodes"],
-    max_tokens: MaxTokensOpt = D["max_tokens"],
-    sample_seed: SampleSeedOpt = D["sample_seed"],
-    prompt_tokens: PromptTokOpt = D["prompt_tokens"],
-    output_tokens: OutputTokOpt = D["output_tokens"],
-    scorer: ScorerOpt = D["scorer"],
-    engines: EnginesOpt = D["engines"],
-    cache: CacheOpt = D["cache"],
     fresh: Annotated[bool, typer.Option(help="Start the table over instead of resuming.")] = False,
+    **options: Any,
 ) -> None:
     """Score every graph of up to MAX_NODES nodes within BUDGET (one per isomorphism class) on
     max(val, reeval) validation and the test questions, into TABLE. A killed recording resumes
     from TABLE when started again with the same options."""
-    request = SearchRequest.of(locals())
+    request = SearchRequest.of(locals() | options)
     with Progress(*Progress.get_default_columns(), console=console) as progress:
         bar = progress.add_task("graphs", total=None)
         done = asyncio.run(
@@ -103,6 +68,7 @@ def record(
 
 
 @bench_app.command("replay")
+@with_options(pool_options, question_options, search_options)
 def replay(
     table: TableArg,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds per method (0, 1, ...).")] = 20,
@@ -116,22 +82,8 @@ def replay(
     out: Annotated[Path, typer.Option(help="Output directory of the report.")] = Path(
         "graphs/bench"
     ),
-    objective: ObjectiveOpt = D["objective"],
-    iterations: IterationsOpt = D["iterations"],
-    patience: PatienceOpt = D["patience"],
-    node_calls: NodeCallsOpt = D["node_calls"],
-    val_questions: ValOpt = D["val_questions"],
-    race_first: RaceOpt = D["race_first"],
-    pretest_questions: PretestOpt = D["pretest_questions"],
-    reeval_questions: ReevalOpt = D["reeval_questions"],
-    reeval_top_k: TopKOpt = D["reeval_top_k"],
-    test_questions: TestOpt = D["test_questions"],
-    repair: RepairOpt = D["repair"],
-    agent_model: AgentModelOpt = D["agent_model"],
-    agent_base_url: AgentUrlOpt = D["agent_base_url"],
-    agent_api_key_env: AgentKeyOpt = D["agent_api_key_env"],
-    engines: EnginesOpt = D["engines"],
     parallel: ParallelOpt = 1,
+    **options: Any,
 ) -> None:
     """Replay each method with each seed against TABLE (task, pool, budget and questions as
     recorded; question counts may be lowered); write OUT/replay-<table>.md and .png.
@@ -139,7 +91,7 @@ def replay(
     With --agent-model, the Agent-REINFORCE methods ask that chat model: an embedded model (or
     one of --engines) runs in this process, its replies held to the reply schema by structured
     outputs; the report counts how its replies came about."""
-    params = dict(locals())
+    params = locals() | options
     runs = compare_runs(methods or COMPARED_METHODS, range(seeds))
     with (
         tempfile.TemporaryDirectory() as scratch,
