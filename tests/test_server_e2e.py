@@ -51,10 +51,6 @@ def clients(url: str) -> tuple[openai.OpenAI, openai.AsyncOpenAI]:
     return openai.OpenAI(**kwargs), openai.AsyncOpenAI(**kwargs)
 
 
-def streamed_text(chunks) -> str:
-    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-
-
 def check_against_trace(text: str, usage, info: dict) -> list[dict]:
     """A completion's text and usage against the trace of the same run; returns its nodes."""
     nodes = info["trace"]["nodes"]
@@ -63,6 +59,16 @@ def check_against_trace(text: str, usage, info: dict) -> list[dict]:
     assert usage.completion_tokens == sum(n["output_tokens"] for n in nodes)
     assert usage.prompt_tokens == nodes[0]["prompt_tokens"] + nodes[2]["prompt_tokens"]
     return nodes
+
+
+def check_stream_against_trace(chunks: list) -> None:
+    """A streamed completion against its trace: the answer comes token by token, each in its
+    own chunk before the finish chunk, and the usage chunk closes the stream."""
+    finish = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].finish_reason)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    nodes = check_against_trace(text, chunks[-1].usage, chunks[finish].tts_opt)
+    content = [i for i, c in enumerate(chunks) if c.choices and c.choices[0].delta.content]
+    assert 3 < len(content) <= nodes[2]["output_tokens"] and content[-1] < finish
 
 
 # vLLM on CPU computes in bfloat16, and a run's batch shapes (how the two assistant samples and the
@@ -81,23 +87,15 @@ async def test_a_graph_answers_sync_and_async_streamed_and_not(server, gemma_eng
     stream = await async_client.chat.completions.create(
         **request, **traced, stream=True, stream_options={"include_usage": True}
     )
-    chunks = [chunk async for chunk in stream]
-    finish = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].finish_reason)
-    nodes = check_against_trace(streamed_text(chunks), chunks[-1].usage, chunks[finish].tts_opt)
-    # The answer comes token by token, each in its own chunk before the finish chunk.
-    content = [i for i, c in enumerate(chunks) if c.choices and c.choices[0].delta.content]
-    assert 3 < len(content) <= nodes[2]["output_tokens"] and content[-1] < finish
+    check_stream_against_trace([chunk async for chunk in stream])
 
     def sync_calls() -> None:
         plain = sync_client.chat.completions.create(**request, **traced)
         check_against_trace(plain.choices[0].message.content, plain.usage, plain.tts_opt)
-        chunks = list(
-            sync_client.chat.completions.create(
-                **request, **traced, stream=True, stream_options={"include_usage": True}
-            )
+        stream = sync_client.chat.completions.create(
+            **request, **traced, stream=True, stream_options={"include_usage": True}
         )
-        finish = next(i for i, c in enumerate(chunks) if c.choices and c.choices[0].finish_reason)
-        check_against_trace(streamed_text(chunks), chunks[-1].usage, chunks[finish].tts_opt)
+        check_stream_against_trace(list(stream))
 
     await asyncio.to_thread(sync_calls)
     assert await eventually(lambda: gemma_engine.in_flight == 0)
