@@ -173,19 +173,16 @@ def run_options(
 
 
 def with_options(*groups: Callable[..., None]) -> Callable[[Command], Command]:
-    """Append the parameters of `groups` (after the command's own, which win on a name) to the
-    command's signature, as Typer reads it; the command takes them as `**options`."""
+    """Append the parameters of `groups` to the command's signature, as Typer reads it; the
+    command takes them as `**options`. A name declared twice fails at import (`inspect`)."""
 
     def decorate(command: Command) -> Command:
         own = inspect.signature(command, eval_str=True)
         params = [p for p in own.parameters.values() if p.kind is not p.VAR_KEYWORD]
-        names = {p.name for p in params}
         for group in groups:
-            for p in inspect.signature(group, eval_str=True).parameters.values():
-                if p.name not in names:
-                    params.append(p)
-                    names.add(p.name)
+            params += inspect.signature(group, eval_str=True).parameters.values()
         signature = own.replace(parameters=params)
+        # Functions carry `__signature__` for `inspect`; typeshed does not declare it.
         command.__signature__ = signature  # type: ignore[attr-defined]
         command.__annotations__ = {p.name: p.annotation for p in params} | {
             "return": signature.return_annotation
