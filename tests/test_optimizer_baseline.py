@@ -13,6 +13,7 @@ from optimizer_support import fast_settings, paper_space, synthetic_task
 
 from tts_opt.evaluation.stats import mcnemar_exact, paired_difference_interval
 from tts_opt.graph import Node, load_artifact, save_artifact
+from tts_opt.graph.render import to_text
 from tts_opt.optimizer import SyntheticScorer, optimize
 from tts_opt.optimizer.archive import EvaluationRecord
 from tts_opt.optimizer.baseline import graph_wins, is_single_model, paired
@@ -54,7 +55,14 @@ def test_where_the_single_model_is_truly_best_it_ships(tmp_path: Path, seed: int
     assert artifact.baseline is not None and artifact.baseline.verdict == "single"
     assert "no graph beat the single llama-3.1-8b" in artifact.baseline.summary
     assert selection.validation is not None and selection.validation.difference <= 0
-    assert artifact.baseline.test is None  # the single model itself ships: nothing to pair
+    # The test split still reports the best graph against the shipped single model.
+    test = artifact.baseline.test
+    assert test is not None and test.split == "test" and test.n == 200
+    assert test.baseline_accuracy == artifact.accuracy[1].value
+    assert selection.other_test is not None
+    assert not is_single_model(selection.other_test.candidate)
+    assert test.accuracy == selection.other_test.measurement.accuracy
+    assert "on 200 test questions (reported, not used to choose): best graph" in to_text(artifact)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -82,7 +90,6 @@ def test_a_graph_truly_better_by_a_margin_ships_with_its_paired_comparison(
 
 def test_graph_show_and_the_model_card_carry_the_comparison(tmp_path: Path) -> None:
     from tts_opt.engines.scripted import ScriptedEngine
-    from tts_opt.graph.render import to_text
     from tts_opt.runtime.executor import GraphRunner
     from tts_opt.server.models import profile_info
     from tts_opt.server.profiles import Profile
@@ -91,7 +98,8 @@ def test_graph_show_and_the_model_card_carry_the_comparison(tmp_path: Path) -> N
     assert artifact.baseline is not None and artifact.baseline.test is not None
     text = to_text(artifact)
     assert f"against the single model: {artifact.baseline.summary}" in text
-    assert "on 200 test questions:" in text and "McNemar p = " in text
+    assert "on 200 test questions (reported, not used to choose): the graph" in text
+    assert "McNemar p = " in text
     runner = GraphRunner(artifact, {m.name: ScriptedEngine(m.name) for m in artifact.models})
     card = profile_info(Profile("math@18", tmp_path / "g.json", artifact, runner))
     assert card.baseline == artifact.baseline

@@ -35,6 +35,7 @@ from tts_opt.cli.search_options import (
     search_options,
     with_options,
 )
+from tts_opt.graph.render import baseline_lines
 from tts_opt.optimizer import METHODS, ProgressEvent
 from tts_opt.optimizer.context import ProgressFn
 from tts_opt.optimizer.replay import replay_request
@@ -111,7 +112,8 @@ def optimize_command(
         f"{written.result.selection.test.measurement.accuracy:.1%}, report {written.report_path}"
     )
     if (baseline := written.result.artifact.baseline) is not None:
-        console.print(f"against the single model: {baseline.summary}", highlight=False)
+        for line in baseline_lines(baseline):
+            console.print(line, highlight=False)
 
 
 @with_options(pool_options, question_options, search_options, run_options)

@@ -30,6 +30,7 @@ from tts_opt.engines.base import Engine
 from tts_opt.engines.pool import EnginePool
 from tts_opt.evaluation import NodeCache
 from tts_opt.graph.io import load_artifact
+from tts_opt.graph.render import baseline_lines
 from tts_opt.optimizer.evaluation_scorer import EvaluationScorer
 from tts_opt.optimizer.service import (
     DEFAULT_METHOD,
@@ -117,7 +118,8 @@ def _summary(artifact: Path) -> None:
     # `out`: no markup, no wrapping; the command and the code are copied as printed.
     console.out(f"graph artifact: {artifact}", highlight=False)
     if (baseline := load_artifact(artifact).baseline) is not None:
-        console.out(f"against the single model: {baseline.summary}", highlight=False)
+        for line in baseline_lines(baseline):
+            console.out(line, highlight=False)
     console.print("serve it (engines start in the background; GET /ready is 200 once they are up):")
     console.out(f"tts-opt serve --graphs {artifact.parent}", highlight=False)
     console.print(f"ask profile {TASK!r} ({artifact.stem}) with the openai client:")

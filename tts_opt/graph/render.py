@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tts_opt.graph.cost import cost_in_budget_unit, graph_flops
 from tts_opt.graph.errors import GraphError, GraphvizMissingError
-from tts_opt.graph.schema import GraphArtifact, Node
+from tts_opt.graph.schema import BaselineComparison, GraphArtifact, Node
 from tts_opt.graph.topology import predecessors, topological_levels
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -72,14 +72,22 @@ def to_text(a: GraphArtifact) -> str:
         replayed = ", replayed" if lat.replayed else ""
         lines.append(f"latency: p50 {lat.p50_s:.3g} s, p95 {lat.p95_s:.3g} s (n={lat.n}{replayed})")
     if a.baseline is not None:
-        lines.append(f"against the single model: {a.baseline.summary}")
-        if (test := a.baseline.test) is not None:
-            lines.append(
-                f"  on {test.n} test questions: {test.accuracy:.1%} vs {test.baseline_accuracy:.1%}"
-                f" for the {test.baseline}, difference {test.difference:+.1%} (95% CI "
-                f"{test.ci_low:+.1%} to {test.ci_high:+.1%}), McNemar p = {test.p_value:.3g}"
-            )
+        lines += baseline_lines(a.baseline)
     return "\n".join(lines) + "\n"
+
+
+def baseline_lines(b: BaselineComparison) -> list[str]:
+    """The verdict against the single model and, when measured, the test questions' report."""
+    lines = [f"against the single model: {b.summary}"]
+    if (test := b.test) is not None:
+        graph = "the graph" if b.verdict == "graph" else "best graph"
+        lines.append(
+            f"  on {test.n} test questions (reported, not used to choose): {graph} "
+            f"{test.accuracy:.1%} vs {test.baseline_accuracy:.1%} for the {test.baseline}, "
+            f"difference {test.difference:+.1%} (95% CI {test.ci_low:+.1%} to "
+            f"{test.ci_high:+.1%}), McNemar p = {test.p_value:.3g}"
+        )
+    return lines
 
 
 def to_mermaid(a: GraphArtifact) -> str:

@@ -153,7 +153,8 @@ class BaselineComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
     `verdict` is "graph" when the search's graph beat the single model on the validation
     questions by a paired test at level `alpha`, else "single" (the artifact is then the single
-    model). The test split decides nothing; `test` only reports."""
+    model). The test split decides nothing; `test` only reports the best graph against the
+    single model on the same test questions, whichever shipped."""
 
     verdict: Literal["graph", "single"]
     summary: str

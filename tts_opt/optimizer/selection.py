@@ -7,8 +7,8 @@ single-model call that fits the budget and the self-consistency graph of the str
 (`tts_opt.optimizer.baseline`; a finalist too, when the search did not rank it there), on the
 same questions.
 The best finalist ships only if it beats the best single model there by a paired test; else the
-single model ships. Only then is the test split used, to report the shipped graph and the single
-model on the same test questions.
+single model ships. Only then is the test split used, to report the best graph and the single model
+on the same test questions, whichever of them shipped.
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ class Selection(msgspec.Struct, frozen=True):
     # compared with it there; None when no single model fits the budget.
     baseline: EvaluationRecord | None = None
     validation: PairedComparison | None = None
-    # The shipped graph against the single model on the test questions (None when the single
-    # model itself ships).
-    baseline_test: EvaluationRecord | None = None
+    # The side of that comparison that did not ship, tested on the same questions as `test`
+    # (the single model when a graph ships, else the best graph), and the best graph against
+    # the single model there: reported, never used to choose.
+    other_test: EvaluationRecord | None = None
     test_comparison: PairedComparison | None = None
     # The self-consistency graph among the finalists, when one fits the budget.
     consistency: EvaluationRecord | None = None
@@ -91,14 +92,14 @@ async def select(ctx: SearchContext, top_k: int, alpha: float) -> Selection:
     validation = paired(best, baseline, "val", ctx.objective)
     winner = best if graph_wins(best, baseline, validation, ctx.objective, alpha) else baseline
     test = await ctx.evaluate_final(winner.candidate, "test")
-    if winner is baseline:
-        return done(winner=winner, test=test, baseline=baseline, validation=validation)
-    baseline_test = await ctx.evaluate_final(baseline.candidate, "test")
+    other = baseline if winner is best else best
+    other_test = await ctx.evaluate_final(other.candidate, "test")
+    graph_test, single_test = (test, other_test) if winner is best else (other_test, test)
     return done(
         winner=winner,
         test=test,
         baseline=baseline,
         validation=validation,
-        baseline_test=baseline_test,
-        test_comparison=paired(test, baseline_test, "test", ctx.objective),
+        other_test=other_test,
+        test_comparison=paired(graph_test, single_test, "test", ctx.objective),
     )
