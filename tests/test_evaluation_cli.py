@@ -13,6 +13,8 @@ from tts_opt.cli.errors import CommandLineGroup
 from tts_opt.cli.eval_command import eval_command
 from tts_opt.engines.pool import EnginePool
 from tts_opt.evaluation import load_report
+from tts_opt.graph import load_artifact
+from tts_opt.server.profiles import profile_name
 
 app = typer.Typer(cls=CommandLineGroup)
 app.command("eval")(eval_command)
@@ -61,6 +63,27 @@ def test_one_graph_to_a_json_file_without_cache(spec: str, tmp_path: Path) -> No
     assert not report.cache.enabled and len(report.artifact.nodes) == 2
 
 
+def test_artifacts_are_written_as_evaluated_with_their_measurements(
+    spec: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "graphs"
+    wide = f"parallel:{SMALL.name}*2:{LARGE.name}"
+    result = invoke(
+        "-g", f"single:{SMALL.name}", "-g", wide, "--task", spec, "--max-tokens", "64",
+        "--out", str(tmp_path / "reports"), "--artifacts", str(folder), "--no-cache",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    single = load_report(tmp_path / "reports" / f"single_{SMALL.name}.json")
+    saved = sorted(folder.glob("*.json"))
+    assert len(saved) == 2
+    by_nodes = {len(a.nodes): a for a in map(load_artifact, saved)}
+    one = by_nodes[1]
+    assert one.accuracy == (single.accuracy,) and one.decoding.max_tokens == 64
+    assert one.latency is not None and one.latency.n == single.n
+    assert {p.stem for p in saved} == {profile_name(a) for a in by_nodes.values()}  # servable
+    assert by_nodes[3].budget.value > one.budget.value  # a probe's budget is its own cost
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -69,6 +92,19 @@ def test_one_graph_to_a_json_file_without_cache(spec: str, tmp_path: Path) -> No
         (["-g", "missing.json", "--task", "{spec}"], "missing.json"),
         (["-g", f"single:{SMALL.name}", "--task", "nosuchtask"], "known tasks"),
         (["-g", "single:a", "-g", "single:b", "--task", "{spec}", "--out", "x.json"], "one file"),
+        (
+            [
+                "-g",
+                f"single:{SMALL.name}",
+                "-g",
+                f"chain:{SMALL.name}",
+                "--task",
+                "{spec}",
+                "--artifacts",
+                "g",
+            ],
+            "would both be written to",
+        ),
     ],
 )
 def test_bad_input_exits_1_naming_the_problem(spec: str, args: list[str], message: str) -> None:

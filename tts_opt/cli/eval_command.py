@@ -40,9 +40,10 @@ from tts_opt.evaluation import (
     model_spec,
     probe_graph,
     save_report,
+    with_measurements,
 )
 from tts_opt.evaluation.probes import SpecResolver
-from tts_opt.graph.io import load_artifact
+from tts_opt.graph.io import load_artifact, save_artifact
 from tts_opt.graph.schema import GraphArtifact
 from tts_opt.tasks import Question, Task, get_task
 
@@ -92,6 +93,13 @@ def eval_command(
     max_tokens: Annotated[
         int | None, typer.Option(min=1, help="Override the graphs' max_tokens.")
     ] = None,
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write each graph as evaluated, with its measured accuracy and latency, "
+            "as DIR/<task>@<budget>.json (servable: tts-opt serve --graphs DIR)."
+        ),
+    ] = None,
 ) -> None:
     """Evaluate graphs on a task: accuracy with its 95% CI, latency, tokens and FLOPs."""
     targets = _report_paths(graph, out)
@@ -104,9 +112,10 @@ def eval_command(
     for spec, artifact in zip(graph, graphs, strict=True):
         if artifact.task.partition(":")[0] != task_obj.name.partition(":")[0]:
             console.print(f"[yellow]note:[/] graph {spec} was made for task {artifact.task!r}")
+    servable = _artifact_paths(graph, graphs, artifacts)
     reports = asyncio.run(
         _evaluate_all(
-            list(zip(graph, graphs, targets, strict=True)),
+            list(zip(graph, graphs, targets, servable, strict=True)),
             task_obj,
             questions,
             pool_config,
@@ -138,8 +147,25 @@ def _report_paths(specs: Sequence[str], out: Path) -> list[Path]:
     return [out / f"{slug}.json" for slug in slugs]
 
 
+def _artifact_paths(
+    specs: Sequence[str], graphs: Sequence[GraphArtifact], folder: Path | None
+) -> list[Path | None]:
+    """Where `--artifacts` writes each graph: one file per task and budget, so two graphs of the
+    same budget would overwrite each other and are refused before anything runs."""
+    if folder is None:
+        return [None] * len(graphs)
+    from tts_opt.optimizer.service import artifact_stem
+
+    paths = [folder / f"{artifact_stem(a.task, a.budget.value)}.json" for a in graphs]
+    for i, path in enumerate(paths):
+        if path in paths[:i]:
+            first = specs[paths.index(path)]
+            raise fail(f"--artifacts: {first} and {specs[i]} would both be written to {path}")
+    return paths
+
+
 async def _evaluate_all(
-    jobs: list[tuple[str, GraphArtifact, Path]],
+    jobs: list[tuple[str, GraphArtifact, Path, Path | None]],
     task: Task,
     questions: Sequence[Question],
     pool_config: PoolConfig,
@@ -151,15 +177,15 @@ async def _evaluate_all(
     max_tokens: int | None,
 ) -> list[EvalReport]:
     """Start the engines all graphs need once, then evaluate the graphs one after another,
-    saving each report as soon as it is done."""
+    saving each report (and, where asked, the measured artifact) as soon as it is done."""
     from tts_opt.cli.run_command import start_engines
     from tts_opt.engines.pool import EnginePool
 
     pool = EnginePool(pool_config)
     reports: list[EvalReport] = []
     try:
-        engines = await start_engines(pool, [n.model for _, a, _ in jobs for n in a.nodes])
-        for label, artifact, target in jobs:
+        engines = await start_engines(pool, [n.model for _, a, _, _ in jobs for n in a.nodes])
+        for label, artifact, target, servable in jobs:
             with _progress() as bar:
                 report = await evaluate(
                     artifact,
@@ -178,6 +204,10 @@ async def _evaluate_all(
                 )
             save_report(report, target)
             console.print(f"wrote {target}")
+            if servable is not None:
+                servable.parent.mkdir(parents=True, exist_ok=True)
+                save_artifact(with_measurements(report.artifact, report), servable)
+                console.print(f"wrote {servable}")
             reports.append(report)
     finally:
         await pool.close()
