@@ -82,6 +82,14 @@ def test_artifacts_are_written_as_evaluated_with_their_measurements(
     assert one.latency is not None and one.latency.n == single.n
     assert {p.stem for p in saved} == {profile_name(a) for a in by_nodes.values()}  # servable
     assert by_nodes[3].budget.value > one.budget.value  # a probe's budget is its own cost
+    before = {p: p.read_bytes() for p in saved}
+    again = invoke(
+        "-g", f"single:{SMALL.name}", "--task", spec, "--out", str(tmp_path / "again"),
+        "--artifacts", str(folder),
+    )  # fmt: skip
+    assert again.exit_code == 1 and "exists" in again.output, again.output
+    assert {p: p.read_bytes() for p in saved} == before
+    assert not (tmp_path / "again").exists()  # refused before anything ran
 
 
 @pytest.mark.parametrize(
@@ -103,7 +111,7 @@ def test_artifacts_are_written_as_evaluated_with_their_measurements(
                 "--artifacts",
                 "g",
             ],
-            "would both be written to",
+            "would both be",
         ),
     ],
 )

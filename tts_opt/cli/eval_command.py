@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import msgspec
 import typer
 from rich.progress import (
     BarColumn,
@@ -112,7 +113,7 @@ def eval_command(
     for spec, artifact in zip(graph, graphs, strict=True):
         if artifact.task.partition(":")[0] != task_obj.name.partition(":")[0]:
             console.print(f"[yellow]note:[/] graph {spec} was made for task {artifact.task!r}")
-    servable = _artifact_paths(graph, graphs, artifacts)
+    servable = _artifact_paths(graph, graphs, task_obj, artifacts)
     reports = asyncio.run(
         _evaluate_all(
             list(zip(graph, graphs, targets, servable, strict=True)),
@@ -148,20 +149,37 @@ def _report_paths(specs: Sequence[str], out: Path) -> list[Path]:
 
 
 def _artifact_paths(
-    specs: Sequence[str], graphs: Sequence[GraphArtifact], folder: Path | None
+    specs: Sequence[str], graphs: Sequence[GraphArtifact], task: Task, folder: Path | None
 ) -> list[Path | None]:
-    """Where `--artifacts` writes each graph: one file per task and budget, so two graphs of the
-    same budget would overwrite each other and are refused before anything runs."""
+    """Where `--artifacts` writes each graph: one new file per task and budget. Everything that
+    would lose or mislabel an artifact is refused before the engines start: an existing file,
+    two graphs of one budget, a graph made for another task (it would be served as that task
+    with this task's accuracy)."""
     if folder is None:
         return [None] * len(graphs)
     from tts_opt.optimizer.service import artifact_stem
 
     paths = [folder / f"{artifact_stem(a.task, a.budget.value)}.json" for a in graphs]
-    for i, path in enumerate(paths):
+    for i, (spec, artifact, path) in enumerate(zip(specs, graphs, paths, strict=True)):
+        if artifact.task != task.name:
+            raise fail(
+                f"--artifacts: {spec} is a graph for task {artifact.task!r}, not {task.name}"
+            )
         if path in paths[:i]:
-            first = specs[paths.index(path)]
-            raise fail(f"--artifacts: {first} and {specs[i]} would both be written to {path}")
+            raise fail(f"--artifacts: {specs[paths.index(path)]} and {spec} would both be {path}")
+        if path.exists():
+            raise fail(f"--artifacts: {path} exists; remove it or choose another folder")
+    folder.mkdir(parents=True, exist_ok=True)
     return paths
+
+
+def _measured(artifact: GraphArtifact, report: EvalReport) -> GraphArtifact:
+    """The graph as evaluated with what the evaluation measured. Measurements it carried from
+    another decoding (max_tokens, seed) no longer describe it and are dropped."""
+    evaluated = report.artifact
+    if evaluated.decoding != artifact.decoding:
+        evaluated = msgspec.structs.replace(evaluated, accuracy=(), latency=None, baseline=None)
+    return with_measurements(evaluated, report)
 
 
 async def _evaluate_all(
@@ -205,8 +223,7 @@ async def _evaluate_all(
             save_report(report, target)
             console.print(f"wrote {target}")
             if servable is not None:
-                servable.parent.mkdir(parents=True, exist_ok=True)
-                save_artifact(with_measurements(report.artifact, report), servable)
+                save_artifact(_measured(artifact, report), servable)
                 console.print(f"wrote {servable}")
             reports.append(report)
     finally:

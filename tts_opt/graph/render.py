@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tts_opt.graph.cost import cost_in_budget_unit, graph_flops
 from tts_opt.graph.errors import GraphError, GraphvizMissingError
-from tts_opt.graph.schema import BaselineComparison, GraphArtifact, Node
+from tts_opt.graph.schema import BaselineComparison, GraphArtifact, Node, PairedComparison
 from tts_opt.graph.topology import predecessors, topological_levels
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -81,13 +81,22 @@ def baseline_lines(b: BaselineComparison) -> list[str]:
     lines = [f"against the single model: {b.summary}"]
     if (test := b.test) is not None:
         graph = "the graph" if b.verdict == "graph" else "best graph"
-        lines.append(
-            f"  on {test.n} test questions (reported, not used to choose): {graph} "
-            f"{test.accuracy:.1%} vs {test.baseline_accuracy:.1%} for the {test.baseline}, "
-            f"difference {test.difference:+.1%} (95% CI {test.ci_low:+.1%} to "
-            f"{test.ci_high:+.1%}), McNemar p = {test.p_value:.3g}"
-        )
+        lines.append(f"  test (reported, not used to choose): {graph} {comparison_detail(test)}")
     return lines
+
+
+def comparison_detail(c: PairedComparison) -> str:
+    """Both accuracies, their paired difference with its interval and p-values, in one line."""
+    detail = (
+        f"{c.accuracy:.1%} vs {c.baseline_accuracy:.1%} for the {c.baseline} on {c.n} {c.split} "
+        f"questions, difference {c.difference:+.1%} (95% CI {c.ci_low:+.1%} to {c.ci_high:+.1%}), "
+        f"McNemar p = {c.p_value:.3g}"
+    )
+    if c.utility_difference is not None and c.utility_p_value is not None:
+        detail += (
+            f"; utility {c.utility_difference:+.3g}, paired bootstrap p = {c.utility_p_value:.3g}"
+        )
+    return detail
 
 
 def to_mermaid(a: GraphArtifact) -> str:

@@ -130,8 +130,9 @@ class Latency(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class PairedComparison(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """This graph against the single-model baseline on the same questions and sample seeds:
-    both accuracies, their difference with its 95% interval, and the exact McNemar p-value.
+    """The best graph against the single-model baseline on the same questions and sample seeds
+    (the artifact's own graph unless the single model shipped, see `BaselineComparison`): both
+    accuracies, their difference with its 95% interval, and the exact McNemar p-value.
     Under an accuracy-latency objective also the utility difference and its one-sided paired
     bootstrap p-value (the chance of a difference this large if the graph were no better)."""
 

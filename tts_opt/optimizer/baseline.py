@@ -21,6 +21,7 @@ from tts_opt.evaluation.stats import (
     paired_difference_interval,
 )
 from tts_opt.graph import Node, PairedComparison
+from tts_opt.graph.render import comparison_detail
 from tts_opt.optimizer.archive import EvaluationRecord
 from tts_opt.optimizer.budget import by_strength, parallel_graph
 from tts_opt.optimizer.objective import Measurement, Objective
@@ -140,16 +141,7 @@ def graph_wins(
 
 
 def verdict_summary(shipped_graph: bool, comparison: PairedComparison, alpha: float) -> str:
-    c = comparison
-    detail = (
-        f"{c.accuracy:.1%} vs {c.baseline_accuracy:.1%} for the {c.baseline} on {c.n} {c.split} "
-        f"questions, difference {c.difference:+.1%} (95% CI {c.ci_low:+.1%} to {c.ci_high:+.1%}), "
-        f"McNemar p = {c.p_value:.3g}"
-    )
-    if c.utility_difference is not None and c.utility_p_value is not None:
-        detail += (
-            f"; utility {c.utility_difference:+.3g}, paired bootstrap p = {c.utility_p_value:.3g}"
-        )
+    c, detail = comparison, comparison_detail(comparison)
     if shipped_graph:
         return f"the graph beat the {c.baseline} at level {alpha:g}: {detail}"
     return f"no graph beat the {c.baseline} at this budget (level {alpha:g}): best graph {detail}"

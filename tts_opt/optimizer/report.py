@@ -59,6 +59,11 @@ def run_report(result: SearchResult) -> str:
         f"- search best: {_ci(sel.search_best)} at evaluation {sel.search_best.index}",
         f"- validation (re-evaluated): {_ci(sel.winner)}",
         f"- test: {_ci(sel.test)}, p50 latency {_latency(sel.test.measurement)}",
+        *(
+            [f"- test, for comparison only: `{o.candidate.summary()}` {_ci(o)}"]
+            if (o := sel.other_test) is not None
+            else []
+        ),
         "",
         "## Selected graph",
         "",
