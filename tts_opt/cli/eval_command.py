@@ -150,7 +150,7 @@ def _report_paths(specs: Sequence[str], out: Path) -> list[Path]:
 
 def _artifact_paths(
     specs: Sequence[str], graphs: Sequence[GraphArtifact], task: Task, folder: Path | None
-) -> list[Path | None]:
+) -> Sequence[Path | None]:
     """Where `--artifacts` writes each graph: one new file per task and budget. Everything that
     would lose or mislabel an artifact is refused before the engines start: an existing file,
     two graphs of one budget, a graph made for another task (it would be served as that task
