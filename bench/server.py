@@ -407,14 +407,16 @@ def tts_config(
     engine: str,
     keepalive_s: float | None = None,
     serving: Serving | None = None,
+    request_timeout_s: float | None = None,
 ) -> Path:
     serving = serving or Serving()
     path = directory / f"server-{port}.toml"
     keepalive = "" if keepalive_s is None else f"keepalive_s = {keepalive_s}\n"
+    timeout = "" if request_timeout_s is None else f"request_timeout_s = {request_timeout_s}\n"
     path.write_text(
         f'host = "127.0.0.1"\nport = {port}\nlog_level = "warning"\n{keepalive}'
         f'scheduling = "{serving.scheduling}"\n'
-        "[limits]\nmax_concurrent_requests = 256\n" + serving.degradation() + engine
+        f"[limits]\nmax_concurrent_requests = 256\n{timeout}" + serving.degradation() + engine
     )
     return path
 
@@ -672,14 +674,15 @@ def bench_graphs(engines: Engines, directory: Path) -> Path:
 
 @contextlib.contextmanager
 def load_server(
-    engines: Engines, graphs: Path, directory: Path, serving: Serving | None = None
+    engines: Engines, graphs: Path, directory: Path, plan: LoadPlan, serving: Serving | None = None
 ) -> Iterator[str]:
     """tts-opt serving the artifacts in `graphs` with these settings; its URL. With vLLM every
-    model the artifacts use runs in-process, set up as in (b)."""
+    model the artifacts use runs in-process, set up as in (b). The server's request timeout is
+    the plan's, so a slow graph is timed out by the client's clock, not cut off earlier."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     if engines.engine == SCRIPTED:
-        config = tts_config(directory, port, "", serving=serving)
+        config = tts_config(directory, port, "", serving=serving, request_timeout_s=plan.timeout_s)
         knobs = engines.knobs
         command = [sys.executable, str(HERE), "serve-scripted", str(port), str(graphs)]
         command += ["--config", str(config), "--token-delay", str(knobs.token_delay_s)]
@@ -691,7 +694,9 @@ def load_server(
         models = sorted(ProfileRegistry(graphs).models)
         paths = pull(models)
         engine_toml = "".join(inprocess_engine(m, paths[m], EngineSettings()) for m in models)
-        config = tts_config(directory, port, engine_toml, serving=serving)
+        config = tts_config(
+            directory, port, engine_toml, serving=serving, request_timeout_s=plan.timeout_s
+        )
         tts_opt = str(Path(sys.executable).with_name("tts-opt"))
         command = [tts_opt, "serve", "--graphs", str(graphs), "--config", str(config)]
         timeout_s = START_TIMEOUT_S
@@ -728,7 +733,7 @@ async def under_load(engines: Engines, profiles: list[str], plan: LoadPlan) -> N
     print(plan_line("(d) open-loop load", engines, plan))
     with tempfile.TemporaryDirectory() as tmp:
         graphs = bench_graphs(engines, Path(tmp))
-        with load_server(engines, graphs, Path(tmp)) as url:
+        with load_server(engines, graphs, Path(tmp), plan) as url:
             async with load_session(url) as session:
                 for profile in profiles:
                     capacity = await measure_capacity(session, profile, plan)
@@ -815,7 +820,7 @@ async def compare_scheduling(engines: Engines, profile: str, plan: LoadPlan) -> 
     with tempfile.TemporaryDirectory() as tmp:
         graphs = bench_graphs(engines, Path(tmp))
         for scheduling in ("call", "request"):
-            with load_server(engines, graphs, Path(tmp), Serving(scheduling)) as url:
+            with load_server(engines, graphs, Path(tmp), plan, Serving(scheduling)) as url:
                 async with load_session(url) as session:
                     capacity = await capacity_once(session, profile, plan, capacity)
                     print(f"    scheduling = {scheduling!r} ({profile}):")
@@ -879,7 +884,13 @@ async def compare_degradation(
     """The same arrivals at the primary profile on a server without, then with, its fallback;
     the primary's capacity is measured once, on the first."""
     primary, fallback = profiles
-    print(plan_line(f"(g) degradation of {primary} to {fallback}", engines, plan))
+    # Given artifacts run on the models they name, not on the bench's `--model`.
+    shown = (
+        engines
+        if graphs is None
+        else msgspec.structs.replace(engines, model=f"artifacts of {graphs}")
+    )
+    print(plan_line(f"(g) degradation of {primary} to {fallback}", shown, plan))
     above, below = thresholds
     capacity: float | None = None
     with tempfile.TemporaryDirectory() as tmp:
@@ -892,7 +903,7 @@ async def compare_degradation(
             ),
         }
         for label, serving in settings.items():
-            with load_server(engines, graphs, Path(tmp), serving) as url:
+            with load_server(engines, graphs, Path(tmp), plan, serving) as url:
                 async with load_session(url) as session:
                     capacity = await capacity_once(session, primary, plan, capacity)
                     print(f"    {label}:")
