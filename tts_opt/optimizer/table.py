@@ -20,6 +20,7 @@ from pathlib import Path
 import msgspec
 
 from tts_opt import __version__
+from tts_opt.engines.vllm_config import MAX_NUM_SEQS
 from tts_opt.errors import UserError
 from tts_opt.optimizer.archive import append_line, read_records
 from tts_opt.optimizer.candidate_set import all_candidates, canonical_key
@@ -30,7 +31,9 @@ from tts_opt.tasks import get_task
 from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
 
-QUESTIONS_AT_ONCE = 8  # single-question runs in flight per graph (the engines batch them)
+# Single-question runs in flight per graph: enough for the engine's best batch (a graph's first
+# layer alone then fills it).
+QUESTIONS_AT_ONCE = MAX_NUM_SEQS
 
 
 class TableError(UserError, ValueError):
