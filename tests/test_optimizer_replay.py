@@ -28,7 +28,14 @@ from tts_opt.optimizer.candidate_set import (
     signature,
 )
 from tts_opt.optimizer.replay import ReplayScorer, replay_request
-from tts_opt.optimizer.replay_report import SearchOutcome, Step, summarize, write_replay_report
+from tts_opt.optimizer.replay_report import (
+    SearchOutcome,
+    Step,
+    evaluations_to_regret,
+    summarize,
+    truth,
+    write_replay_report,
+)
 from tts_opt.optimizer.report import replies
 from tts_opt.optimizer.service import SearchRequest
 from tts_opt.optimizer.space import Candidate
@@ -249,6 +256,25 @@ def test_regret_on_a_hand_made_table() -> None:
     assert (s.accuracy.q25, s.accuracy.median, s.accuracy.q75) == pytest.approx((0.575, 0.65, 0.75))
     assert s.worse_than_single == 0.25  # only "weak" is below the best single model (60%)
     assert s.node_calls.median == 25
+
+
+def test_evaluations_to_a_close_regret_follow_the_median_best_so_far() -> None:
+    weak, strong, pair = _row("w", 1, 5), _row("s", 1, 6), _row("p", 2, 9)
+    acc = truth([weak, strong, pair])  # the optimum is the pair, 90%
+    w, s, p = (canonical_key(r.candidate) for r in (weak, strong, pair))
+
+    def run(seed: int, *incumbents: str) -> SearchOutcome:
+        steps = tuple(Step(i, i, k) for i, k in enumerate(incumbents, start=1))
+        return SearchOutcome("m", seed, incumbents[-1], steps, len(incumbents))
+
+    climbs, late, stuck = run(0, w, s, p), run(1, "", p), run(2, w)
+    # Regrets per evaluation: climbs 0.4, 0.3, 0; late none yet, then 0 (kept after it stops);
+    # stuck 0.4 throughout. Medians: 0.4, 0.3, 0.
+    assert evaluations_to_regret([climbs, late, stuck], acc, 0.02) == 3
+    assert evaluations_to_regret([climbs, late, stuck], acc, 0.3) == 2
+    assert evaluations_to_regret([stuck], acc, 0.02) is None
+    (summary,) = summarize([weak, strong, pair], [climbs, late, stuck])
+    assert summary.evaluations_to_close == 3
 
 
 def test_a_replay_request_takes_the_table_and_refuses_contradictions(table: Table) -> None:

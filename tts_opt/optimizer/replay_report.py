@@ -6,7 +6,9 @@ the single model a user would otherwise call. Per method (with its chat-model ag
 steered it) the report gives the median and interquartile range over seeds of the returned
 graph's true accuracy and regret (optimum minus it), the evaluations and node calls (a node on a
 question; the final's re-evaluations included) spent, how often the returned graph is truly worse
-than the single model, and how the agent's replies came about. The plot follows the search: the
+than the single model, how many evaluations its best graph so far needs to come within 2 points
+of the optimum (median over seeds; against random search's), and how the agent's replies came
+about. The plot follows the search: the
 true accuracy of its best graph so far against evaluations and node calls.
 """
 
@@ -65,6 +67,9 @@ class MethodSummary(msgspec.Struct, frozen=True):
     evaluations: Quartiles
     node_calls: Quartiles
     worse_than_single: float  # share of seeds whose returned graph is below the single model
+    # The fewest evaluations after which the median regret of the best graph so far is at most
+    # CLOSE_REGRET; None: never within the search.
+    evaluations_to_close: int | None = None
     agent_replies: ReplyCounts = ReplyCounts()  # summed over seeds
 
 
@@ -93,6 +98,10 @@ def outcome_of(result: SearchResult) -> SearchOutcome:
         result.node_calls,
         result.agent_replies,
     )
+
+
+# "Close to the optimum": within 2 accuracy points of the table's best graph.
+CLOSE_REGRET = 0.02
 
 
 def truth(rows: Sequence[GraphRow]) -> dict[str, float]:
@@ -126,10 +135,38 @@ def summarize(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome]) -> li
                 evaluations=Quartiles.of([o.steps[-1].evaluations if o.steps else 0 for o in runs]),
                 node_calls=Quartiles.of([o.node_calls for o in runs]),
                 worse_than_single=worse / len(runs),
+                evaluations_to_close=evaluations_to_regret(runs, acc, CLOSE_REGRET),
                 agent_replies=sum((o.agent_replies for o in runs), ReplyCounts()),
             )
         )
     return summaries
+
+
+def _close(s: MethodSummary) -> str:
+    return "never" if s.evaluations_to_close is None else str(s.evaluations_to_close)
+
+
+def _against_random(summaries: Sequence[MethodSummary]) -> list[str]:
+    """Sample efficiency: each method's evaluations to a median regret of CLOSE_REGRET as a
+    share of random search's (the last column), when random search is in the report."""
+    base = next((s for s in summaries if s.method == "random"), None)
+    if base is None:
+        return []
+    lines = [
+        "",
+        f"Evaluations until the median regret of the best graph so far is at most "
+        f"{CLOSE_REGRET:.0%}, against random search ({_close(base)}):",
+        "",
+    ]
+    for s in summaries:
+        if s is base:
+            continue
+        if s.evaluations_to_close is None or base.evaluations_to_close is None:
+            share = "no ratio (one of them never gets there)"
+        else:
+            share = f"{s.evaluations_to_close / base.evaluations_to_close:.2f}x random's"
+        lines.append(f"- {s.method}: {_close(s)}, {share}")
+    return lines
 
 
 def _q(q: Quartiles, pct: bool = True) -> str:
@@ -155,15 +192,16 @@ def replay_markdown(
         "Median [interquartile range] over seeds; regret = best graph - returned graph.",
         "",
         "| method | seeds | true accuracy | regret | evaluations | node calls | "
-        "worse than single |",
-        "|---|---|---|---|---|---|---|",
+        f"worse than single | evaluations to regret <= {CLOSE_REGRET:.0%} |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         lines.append(
             f"| {s.method} | {s.seeds} | {_q(s.accuracy)} | {_q(s.regret)} | "
             f"{_q(s.evaluations, False)} | {_q(s.node_calls, False)} | "
-            f"{s.worse_than_single:.0%} |"
+            f"{s.worse_than_single:.0%} | {_close(s)} |"
         )
+    lines += _against_random(summaries)
     counted = [s for s in summaries if s.agent_replies.decisions]
     if counted:
         lines += ["", "Agent replies (all seeds):", ""]
@@ -184,6 +222,35 @@ def _incumbent_at(outcome: SearchOutcome, spent: np.ndarray, by_calls: bool) -> 
     marks = [s.node_calls if by_calls else s.evaluations for s in outcome.steps]
     index = np.searchsorted(marks, spent, side="right") - 1
     return ["" if i < 0 else outcome.steps[i].incumbent for i in index]
+
+
+def _incumbent_accuracy(
+    runs: Sequence[SearchOutcome], acc: dict[str, float], grid: np.ndarray, by_calls: bool
+) -> np.ndarray:
+    """True accuracy of each run's best graph so far (rows) per grid point (columns); NaN
+    before its first graph."""
+    return np.array(
+        [
+            [acc.get(k, np.nan) if k else np.nan for k in _incumbent_at(o, grid, by_calls)]
+            for o in runs
+        ],
+        dtype=float,
+    )
+
+
+def evaluations_to_regret(
+    runs: Sequence[SearchOutcome], acc: dict[str, float], regret: float
+) -> int | None:
+    """The fewest evaluations after which the median over `runs` of the best-so-far graph's
+    regret is at most `regret` (a run without a graph yet counts as never there); None if the
+    median never gets there. A run that stopped keeps its last incumbent."""
+    grid = np.arange(1, max((len(o.steps) for o in runs), default=0) + 1)
+    if not grid.size:
+        return None
+    curves = _incumbent_accuracy(runs, acc, grid, by_calls=False)
+    regrets = np.where(np.isnan(curves), np.inf, max(acc.values()) - curves)
+    reached = np.flatnonzero(np.median(regrets, axis=0) <= regret + 1e-9)
+    return int(grid[reached[0]]) if reached.size else None
 
 
 def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], path: Path) -> Path:
@@ -208,13 +275,7 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
         axes, grids, (False, True), ("graph evaluations", "node calls"), strict=True
     ):
         for method, runs in by_method.items():
-            curves = np.array(
-                [
-                    [acc.get(k, np.nan) if k else np.nan for k in _incumbent_at(o, grid, by_calls)]
-                    for o in runs
-                ],
-                dtype=float,
-            )
+            curves = _incumbent_accuracy(runs, acc, grid, by_calls)
             found = ~np.isnan(curves).all(axis=0)
             x, curves = grid[found], curves[:, found]
             q25, median, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
