@@ -88,6 +88,20 @@ def test_a_graph_truly_better_by_a_margin_ships_with_its_paired_comparison(
     assert load_artifact(path).baseline == comparison  # the comparison is part of the artifact
 
 
+def test_a_search_without_test_questions_compares_on_validation_only(tmp_path: Path) -> None:
+    settings = msgspec.structs.replace(
+        fast_settings("agent-reinforce", iterations=8), race_first=0, test_questions=0
+    )
+    result = asyncio.run(optimize(TASK, SPACE, settings, SyntheticScorer(), tmp_path / "a.jsonl"))
+    selection, comparison = result.selection, result.artifact.baseline
+    assert selection.validation is not None and selection.test.measurement.outcomes == ()
+    assert selection.other_test is None and selection.test_comparison is None
+    assert comparison is not None and comparison.validation is not None
+    assert comparison.test is None
+    path = save_artifact(result.artifact, tmp_path / "g.json")
+    assert load_artifact(path).baseline == comparison
+
+
 def test_graph_show_and_the_model_card_carry_the_comparison(tmp_path: Path) -> None:
     from tts_opt.engines.scripted import ScriptedEngine
     from tts_opt.runtime.executor import GraphRunner

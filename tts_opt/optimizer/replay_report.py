@@ -155,7 +155,7 @@ def _against_random(summaries: Sequence[MethodSummary]) -> list[str]:
     lines = [
         "",
         f"Evaluations until the median regret of the best graph so far is at most "
-        f"{CLOSE_REGRET:.0%}, against random search ({_close(base)}):",
+        f"{CLOSE_REGRET * 100:g} points, against random search ({_close(base)}):",
         "",
     ]
     for s in summaries:
@@ -192,7 +192,7 @@ def replay_markdown(
         "Median [interquartile range] over seeds; regret = best graph - returned graph.",
         "",
         "| method | seeds | true accuracy | regret | evaluations | node calls | "
-        f"worse than single | evaluations to regret <= {CLOSE_REGRET:.0%} |",
+        f"worse than single | evaluations to regret <= {CLOSE_REGRET * 100:g} points |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:

@@ -92,6 +92,8 @@ async def select(ctx: SearchContext, top_k: int, alpha: float) -> Selection:
     validation = paired(best, baseline, "val", ctx.objective)
     winner = best if graph_wins(best, baseline, validation, ctx.objective, alpha) else baseline
     test = await ctx.evaluate_final(winner.candidate, "test")
+    if not test.measurement.outcomes:  # no test questions (a search that reports none)
+        return done(winner=winner, test=test, baseline=baseline, validation=validation)
     other = baseline if winner is best else best
     other_test = await ctx.evaluate_final(other.candidate, "test")
     graph_test, single_test = (test, other_test) if winner is best else (other_test, test)
