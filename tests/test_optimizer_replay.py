@@ -32,7 +32,9 @@ from tts_opt.optimizer.replay_report import (
     SearchOutcome,
     Step,
     evaluations_to_regret,
+    returned_close_at,
     summarize,
+    summarize_limits,
     truth,
     write_replay_report,
 )
@@ -277,6 +279,31 @@ def test_evaluations_to_a_close_regret_follow_the_median_best_so_far() -> None:
     assert summary.evaluations_to_close == 3
 
 
+def test_the_returned_graph_by_evaluation_limit_and_when_it_stays_close() -> None:
+    weak, strong, pair = _row("w", 1, 5), _row("s", 1, 6), _row("p", 2, 9)
+    rows = [weak, strong, pair]
+
+    def returned(*graphs: GraphRow) -> list[SearchOutcome]:
+        return [
+            SearchOutcome("m", seed, canonical_key(g.candidate), (Step(1, 1, ""),), 10)
+            for seed, g in enumerate(graphs)
+        ]
+
+    # Median regret 0.3 at 2 evaluations, 0 at 4, back to 0.3 at 8, 0 at 16 (limits unsorted).
+    limited = {
+        16: returned(pair, pair, weak),
+        2: returned(strong, strong, pair),
+        8: returned(pair, strong, strong),
+        4: returned(pair, pair, strong),
+    }
+    limits = summarize_limits(rows, limited)
+    assert [s.limit for s in limits] == [2, 4, 8, 16]
+    assert [s.regret.median for s in limits] == pytest.approx([0.3, 0.0, 0.3, 0.0])
+    assert limits[-1].worse_than_single == pytest.approx(1 / 3)  # "weak" is below "strong"
+    assert returned_close_at(limits) == {"m": 16}  # close from 16 on, not from 4 on
+    assert returned_close_at(summarize_limits(rows, {2: returned(weak)})) == {"m": None}
+
+
 def test_a_replay_request_takes_the_table_and_refuses_contradictions(table: Table) -> None:
     request = replay_request(table.path, {"task": None, "method": "bo", "iterations": 7})
     assert (request.task, request.budget, request.max_nodes) == ("math", 7.0, 3)
@@ -308,10 +335,11 @@ def test_bench_record_and_replay_from_the_command_line(tmp_path) -> None:
     graphs = len(read_table(path).rows)
     assert f"{graphs} graphs" in recorded.output
     replay = ["bench", "replay", str(path), "--seeds", "3", "--method", "random", "--parallel", "2"]
-    replayed = runner.invoke(app, [*replay, "--out", str(out)])
+    replayed = runner.invoke(app, [*replay, "--stop-at", "2", "--out", str(out)])
     assert replayed.exit_code == 0, replayed.output
     report = (out / "replay-sums.md").read_text()
     assert "| random | 3 |" in report and (out / "replay-sums.png").stat().st_size > 0
+    assert "| method | N = 2 |" in report  # the searches again, stopped after 2 evaluations
     compared = runner.invoke(
         app,
         ["compare", "--replay", str(path), "--method", "bo", "--seed", "0", "--out", str(out)],

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
+import msgspec
 import typer
 from rich.progress import Progress
 
@@ -25,7 +26,7 @@ from tts_opt.cli.search_options import (
     search_options,
     with_options,
 )
-from tts_opt.optimizer import METHODS
+from tts_opt.optimizer import METHODS, SearchResult
 from tts_opt.optimizer.replay import replay_request
 from tts_opt.optimizer.replay_report import write_replay_report
 from tts_opt.optimizer.service import (
@@ -83,6 +84,15 @@ def replay(
         "graphs/bench"
     ),
     parallel: ParallelOpt = 1,
+    stop_at: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--stop-at",
+            min=1,
+            help="Also replay every search limited to N evaluations (repeat): the report's "
+            "returned graph by search budget, its final included.",
+        ),
+    ] = None,
     **options: Any,
 ) -> None:
     """Replay each method with each seed against TABLE (task, pool, budget and questions as
@@ -98,7 +108,20 @@ def replay(
         console.status(f"replaying {len(runs)} searches"),
     ):
         request = replay_request(table, params | {"out": Path(scratch)})
-        results = [w.result for w in asyncio.run(run_searches(request, runs, parallel=parallel))]
-    md, png, markdown = write_replay_report(table, read_table(table).rows, results, out)
+
+        def replayed(limit: int | None) -> list[SearchResult]:
+            limited = (
+                request
+                if limit is None
+                else msgspec.structs.replace(
+                    request, iterations=limit, out=Path(scratch) / f"stop-at-{limit}"
+                )
+            )
+            return [w.result for w in asyncio.run(run_searches(limited, runs, parallel=parallel))]
+
+        results = replayed(None)
+        by_limit = {n: replayed(n) for n in sorted(set(stop_at or ()))}
+    rows = read_table(table).rows
+    md, png, markdown = write_replay_report(table, rows, results, out, by_limit)
     console.print(markdown, markup=False, highlight=False, soft_wrap=True)
     console.print(f"[green]wrote[/] {md} and {png}")

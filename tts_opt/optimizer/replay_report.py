@@ -15,7 +15,7 @@ true accuracy of its best graph so far against evaluations and node calls.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import msgspec
@@ -142,30 +142,98 @@ def summarize(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome]) -> li
     return summaries
 
 
-def _close(s: MethodSummary) -> str:
-    return "never" if s.evaluations_to_close is None else str(s.evaluations_to_close)
+def _close(evaluations: int | None) -> str:
+    return "never" if evaluations is None else str(evaluations)
 
 
-def _against_random(summaries: Sequence[MethodSummary]) -> list[str]:
-    """Sample efficiency: each method's evaluations to a median regret of CLOSE_REGRET as a
-    share of random search's (the last column), when random search is in the report."""
-    base = next((s for s in summaries if s.method == "random"), None)
-    if base is None:
+def _against_random(to_close: dict[str, int | None], what: str) -> list[str]:
+    """Sample efficiency: each method's evaluations until `what` has a median regret of at
+    most CLOSE_REGRET, as a share of random search's, when random search is in the report."""
+    if "random" not in to_close:
         return []
+    base = to_close["random"]
     lines = [
         "",
-        f"Evaluations until the median regret of the best graph so far is at most "
-        f"{CLOSE_REGRET * 100:g} points, against random search ({_close(base)}):",
+        f"Evaluations until the median regret of {what} is at most {CLOSE_REGRET * 100:g} "
+        f"points, against random search ({_close(base)}):",
         "",
     ]
-    for s in summaries:
-        if s is base:
+    for method, evaluations in to_close.items():
+        if method == "random":
             continue
-        if s.evaluations_to_close is None or base.evaluations_to_close is None:
+        if evaluations is None or base is None:
             share = "no ratio (one of them never gets there)"
         else:
-            share = f"{s.evaluations_to_close / base.evaluations_to_close:.2f}x random's"
-        lines.append(f"- {s.method}: {_close(s)}, {share}")
+            share = f"{evaluations / base:.2f}x random's"
+        lines.append(f"- {method}: {_close(evaluations)}, {share}")
+    return lines
+
+
+class LimitSummary(msgspec.Struct, frozen=True):
+    """A method's searches stopped after at most `limit` evaluations, the final included: the
+    graph each returns is what a user would get for that search budget."""
+
+    method: str
+    limit: int
+    regret: Quartiles
+    node_calls: Quartiles
+    worse_than_single: float
+
+
+def summarize_limits(
+    rows: Sequence[GraphRow], limited: Mapping[int, Sequence[SearchOutcome]]
+) -> list[LimitSummary]:
+    """Per evaluation limit (ascending) and method: the returned graphs' regret."""
+    out = []
+    for limit in sorted(limited):
+        out += [
+            LimitSummary(s.method, limit, s.regret, s.node_calls, s.worse_than_single)
+            for s in summarize(rows, limited[limit])
+        ]
+    return out
+
+
+def returned_close_at(limits: Sequence[LimitSummary]) -> dict[str, int | None]:
+    """Per method, the smallest limit from which on the median regret of the returned graph
+    stays at most CLOSE_REGRET; None if it is not there at the largest limit."""
+    by_method: dict[str, list[LimitSummary]] = defaultdict(list)
+    for s in limits:
+        by_method[s.method].append(s)
+    out: dict[str, int | None] = {}
+    for method, runs in by_method.items():
+        out[method] = None
+        for s in reversed(runs):
+            if s.regret.median > CLOSE_REGRET + 1e-9:
+                break
+            out[method] = s.limit
+    return out
+
+
+def _limits_markdown(limits: Sequence[LimitSummary]) -> list[str]:
+    if not limits:
+        return []
+    caps = sorted({s.limit for s in limits})
+    cell = {(s.method, s.limit): s for s in limits}
+    methods = list(dict.fromkeys(s.method for s in limits))
+    lines = [
+        "",
+        "Returned graph when each search may spend at most N evaluations (its final with the "
+        "single-model baselines included): median regret in points, [interquartile range], "
+        "node calls (median), share worse than the single model.",
+        "",
+        "| method | " + " | ".join(f"N = {c}" for c in caps) + " |",
+        "|---|" + "---|" * len(caps),
+    ]
+    for m in methods:
+        cells = []
+        for c in caps:
+            s = cell[(m, c)]
+            r = s.regret
+            cells.append(
+                f"{r.median * 100:.1f} [{r.q25 * 100:.1f}, {r.q75 * 100:.1f}], "
+                f"{s.node_calls.median:.0f}, {s.worse_than_single:.0%}"
+            )
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -175,7 +243,11 @@ def _q(q: Quartiles, pct: bool = True) -> str:
 
 
 def replay_markdown(
-    source: str, rows: Sequence[GraphRow], summaries: Sequence[MethodSummary], plot: Path
+    source: str,
+    rows: Sequence[GraphRow],
+    summaries: Sequence[MethodSummary],
+    plot: Path,
+    limits: Sequence[LimitSummary] = (),
 ) -> str:
     best = max(rows, key=lambda r: r.accuracy)
     single = best_single(rows)
@@ -199,9 +271,14 @@ def replay_markdown(
         lines.append(
             f"| {s.method} | {s.seeds} | {_q(s.accuracy)} | {_q(s.regret)} | "
             f"{_q(s.evaluations, False)} | {_q(s.node_calls, False)} | "
-            f"{s.worse_than_single:.0%} | {_close(s)} |"
+            f"{s.worse_than_single:.0%} | {_close(s.evaluations_to_close)} |"
         )
-    lines += _against_random(summaries)
+    lines += _limits_markdown(limits)
+    if limits:
+        lines += _against_random(returned_close_at(limits), "the returned graph")
+    else:
+        to_close = {s.method: s.evaluations_to_close for s in summaries}
+        lines += _against_random(to_close, "the best graph so far")
     counted = [s for s in summaries if s.agent_replies.decisions]
     if counted:
         lines += ["", "Agent replies (all seeds):", ""]
@@ -298,11 +375,19 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
 
 
 def write_replay_report(
-    source: Path, rows: Sequence[GraphRow], results: Sequence[SearchResult], out: Path
+    source: Path,
+    rows: Sequence[GraphRow],
+    results: Sequence[SearchResult],
+    out: Path,
+    limited: Mapping[int, Sequence[SearchResult]] | None = None,
 ) -> tuple[Path, Path, str]:
-    """`out/replay-<table>.md` and `.png`; returns their paths and the markdown."""
+    """`out/replay-<table>.md` and `.png`; returns their paths and the markdown. `limited`:
+    the same searches stopped after at most N evaluations, by N."""
     out.mkdir(parents=True, exist_ok=True)
     outcomes = [outcome_of(r) for r in results]
     plot = plot_replay(rows, outcomes, out / f"replay-{source.stem}.png")
-    markdown = replay_markdown(str(source), rows, summarize(rows, outcomes), plot)
+    limits = summarize_limits(
+        rows, {n: [outcome_of(r) for r in rs] for n, rs in (limited or {}).items()}
+    )
+    markdown = replay_markdown(str(source), rows, summarize(rows, outcomes), plot, limits)
     return write_atomic(out / f"replay-{source.stem}.md", markdown.encode()), plot, markdown
