@@ -31,8 +31,8 @@ from tts_opt.optimizer.replay import ReplayScorer, replay_request
 from tts_opt.optimizer.replay_report import (
     SearchOutcome,
     Step,
-    evaluations_to_regret,
     returned_close_at,
+    spent_to_regret,
     summarize,
     summarize_limits,
     truth,
@@ -266,17 +266,18 @@ def test_evaluations_to_a_close_regret_follow_the_median_best_so_far() -> None:
     w, s, p = (canonical_key(r.candidate) for r in (weak, strong, pair))
 
     def run(seed: int, *incumbents: str) -> SearchOutcome:
-        steps = tuple(Step(i, i, k) for i, k in enumerate(incumbents, start=1))
+        steps = tuple(Step(i, 5 * i, k) for i, k in enumerate(incumbents, start=1))
         return SearchOutcome("m", seed, incumbents[-1], steps, len(incumbents))
 
     climbs, late, stuck = run(0, w, s, p), run(1, "", p), run(2, w)
     # Regrets per evaluation: climbs 0.4, 0.3, 0; late none yet, then 0 (kept after it stops);
     # stuck 0.4 throughout. Medians: 0.4, 0.3, 0.
-    assert evaluations_to_regret([climbs, late, stuck], acc, 0.02) == 3
-    assert evaluations_to_regret([climbs, late, stuck], acc, 0.3) == 2
-    assert evaluations_to_regret([stuck], acc, 0.02) is None
+    assert spent_to_regret([climbs, late, stuck], acc, 0.02) == 3
+    assert spent_to_regret([climbs, late, stuck], acc, 0.3) == 2
+    assert spent_to_regret([stuck], acc, 0.02) is None
+    assert spent_to_regret([climbs, late, stuck], acc, 0.02, by_calls=True) == 15
     (summary,) = summarize([weak, strong, pair], [climbs, late, stuck])
-    assert summary.evaluations_to_close == 3
+    assert (summary.evaluations_to_close, summary.node_calls_to_close) == (3, 15)
 
 
 def test_the_returned_graph_by_evaluation_limit_and_when_it_stays_close() -> None:

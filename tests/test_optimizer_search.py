@@ -32,6 +32,7 @@ from tts_opt.optimizer import (
 )
 from tts_opt.optimizer.agents import LLMAgent, RuleBasedAgent
 from tts_opt.optimizer.archive import Archive, RunHeader
+from tts_opt.optimizer.runner import search_order
 from tts_opt.tasks import Question
 
 TASK = synthetic_task()
@@ -88,6 +89,37 @@ def test_different_seeds_search_differently(tmp_path) -> None:
     a = search(tmp_path / "a.jsonl", "random", iterations=6, seed=1)
     b = search(tmp_path / "b.jsonl", "random", iterations=6, seed=2)
     assert trace(a) != trace(b)
+
+
+class QuestionLog(SyntheticScorer):
+    """The synthetic scorer, logging the question ids of every scoring call in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[str, ...]] = []
+
+    async def score(self, artifact: GraphArtifact, questions: Sequence[Question]) -> Measurement:
+        self.asked.append(tuple(q.id for q in questions))
+        return await super().score(artifact, questions)
+
+
+def test_the_search_questions_follow_the_seed_and_the_final_shares_its_pool(tmp_path) -> None:
+    logs = {seed: QuestionLog() for seed in (1, 2)}
+    runs = {
+        seed: search(tmp_path / f"{seed}.jsonl", scorer=log, iterations=4, seed=seed)
+        for seed, log in logs.items()
+    }
+    pool = {q.id for q in TASK.split("val", limit=40)}  # the larger of 20 search, 40 reeval
+    firsts = {seed: log.asked[0] for seed, log in logs.items()}
+    assert firsts[1] != firsts[2]  # the first pre-test: 5 questions, drawn by the seed
+    assert all(len(ids) == 5 and set(ids) <= pool for ids in firsts.values())
+    for seed, result in runs.items():
+        assert result.selection.winner.measurement.n == 40  # the final: the whole pool
+        order = " ".join(q.id for q in search_order(TASK.split("val", limit=40), seed))
+        asked = [ids for ids in logs[seed].asked if set(ids) <= pool]  # not the test split
+        # Pre-tests, racing steps and the final each score a run of the seed's one order.
+        assert all(f" {' '.join(ids)} " in f" {order} " for ids in asked)
+        assert set().union(*asked) == pool
 
 
 class FirstGraphWins:

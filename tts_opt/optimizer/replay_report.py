@@ -6,9 +6,9 @@ the single model a user would otherwise call. Per method (with its chat-model ag
 steered it) the report gives the median and interquartile range over seeds of the returned
 graph's true accuracy and regret (optimum minus it), the evaluations and node calls (a node on a
 question; the final's re-evaluations included) spent, how often the returned graph is truly worse
-than the single model, how many evaluations its best graph so far needs to come within 2 points
-of the optimum (median over seeds; against random search's), and how the agent's replies came
-about. The plot follows the search: the
+than the single model, how many evaluations and node calls its best graph so far needs to come
+within 2 points of the optimum (median over seeds; against random search's), and how the agent's
+replies came about. The plot follows the search: the
 true accuracy of its best graph so far against evaluations and node calls.
 """
 
@@ -67,9 +67,10 @@ class MethodSummary(msgspec.Struct, frozen=True):
     evaluations: Quartiles
     node_calls: Quartiles
     worse_than_single: float  # share of seeds whose returned graph is below the single model
-    # The fewest evaluations after which the median regret of the best graph so far is at most
-    # CLOSE_REGRET; None: never within the search.
+    # The fewest evaluations (node calls) after which the median regret of the best graph so
+    # far is at most CLOSE_REGRET; None: never within the search.
     evaluations_to_close: int | None = None
+    node_calls_to_close: int | None = None
     agent_replies: ReplyCounts = ReplyCounts()  # summed over seeds
 
 
@@ -102,6 +103,7 @@ def outcome_of(result: SearchResult) -> SearchOutcome:
 
 # "Close to the optimum": within 2 accuracy points of the table's best graph.
 CLOSE_REGRET = 0.02
+_TOLERANCE = 1e-9  # a regret equal to the bound, up to float rounding, is within it
 
 
 def truth(rows: Sequence[GraphRow]) -> dict[str, float]:
@@ -135,7 +137,8 @@ def summarize(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome]) -> li
                 evaluations=Quartiles.of([o.steps[-1].evaluations if o.steps else 0 for o in runs]),
                 node_calls=Quartiles.of([o.node_calls for o in runs]),
                 worse_than_single=worse / len(runs),
-                evaluations_to_close=evaluations_to_regret(runs, acc, CLOSE_REGRET),
+                evaluations_to_close=spent_to_regret(runs, acc, CLOSE_REGRET),
+                node_calls_to_close=spent_to_regret(runs, acc, CLOSE_REGRET, by_calls=True),
                 agent_replies=sum((o.agent_replies for o in runs), ReplyCounts()),
             )
         )
@@ -146,26 +149,27 @@ def _close(evaluations: int | None) -> str:
     return "never" if evaluations is None else str(evaluations)
 
 
-def _against_random(to_close: dict[str, int | None], what: str) -> list[str]:
-    """Sample efficiency: each method's evaluations until `what` has a median regret of at
-    most CLOSE_REGRET, as a share of random search's, when random search is in the report."""
+def _against_random(to_close: dict[str, int | None], what: str, unit: str) -> list[str]:
+    """Sample efficiency: each method's `unit` (evaluations or node calls) until `what` has a
+    median regret of at most CLOSE_REGRET, as a share of random search's, when random search
+    is in the report."""
     if "random" not in to_close:
         return []
     base = to_close["random"]
     lines = [
         "",
-        f"Evaluations until the median regret of {what} is at most {CLOSE_REGRET * 100:g} "
-        f"points, against random search ({_close(base)}):",
+        f"{unit.capitalize()} until the median regret of {what} is at most "
+        f"{CLOSE_REGRET * 100:g} points, against random search ({_close(base)}):",
         "",
     ]
-    for method, evaluations in to_close.items():
+    for method, spent in to_close.items():
         if method == "random":
             continue
-        if evaluations is None or base is None:
+        if spent is None or base is None:
             share = "no ratio (one of them never gets there)"
         else:
-            share = f"{evaluations / base:.2f}x random's"
-        lines.append(f"- {method}: {_close(evaluations)}, {share}")
+            share = f"{spent / base:.2f}x random's"
+        lines.append(f"- {method}: {_close(spent)}, {share}")
     return lines
 
 
@@ -203,7 +207,7 @@ def returned_close_at(limits: Sequence[LimitSummary]) -> dict[str, int | None]:
     for method, runs in by_method.items():
         out[method] = None
         for s in reversed(runs):
-            if s.regret.median > CLOSE_REGRET + 1e-9:
+            if s.regret.median > CLOSE_REGRET + _TOLERANCE:
                 break
             out[method] = s.limit
     return out
@@ -264,21 +268,27 @@ def replay_markdown(
         "Median [interquartile range] over seeds; regret = best graph - returned graph.",
         "",
         "| method | seeds | true accuracy | regret | evaluations | node calls | "
-        f"worse than single | evaluations to regret <= {CLOSE_REGRET * 100:g} points |",
+        f"worse than single | evaluations / node calls to regret <= {CLOSE_REGRET * 100:g} "
+        "points |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in summaries:
         lines.append(
             f"| {s.method} | {s.seeds} | {_q(s.accuracy)} | {_q(s.regret)} | "
             f"{_q(s.evaluations, False)} | {_q(s.node_calls, False)} | "
-            f"{s.worse_than_single:.0%} | {_close(s.evaluations_to_close)} |"
+            f"{s.worse_than_single:.0%} | {_close(s.evaluations_to_close)} / "
+            f"{_close(s.node_calls_to_close)} |"
         )
     lines += _limits_markdown(limits)
     if limits:
-        lines += _against_random(returned_close_at(limits), "the returned graph")
-    else:
-        to_close = {s.method: s.evaluations_to_close for s in summaries}
-        lines += _against_random(to_close, "the best graph so far")
+        lines += _against_random(returned_close_at(limits), "the returned graph", "evaluations")
+    so_far = "the best graph so far (the search, before its final)"
+    lines += _against_random(
+        {s.method: s.evaluations_to_close for s in summaries}, so_far, "evaluations"
+    )
+    lines += _against_random(
+        {s.method: s.node_calls_to_close for s in summaries}, so_far, "node calls"
+    )
     counted = [s for s in summaries if s.agent_replies.decisions]
     if counted:
         lines += ["", "Agent replies (all seeds):", ""]
@@ -315,18 +325,21 @@ def _incumbent_accuracy(
     )
 
 
-def evaluations_to_regret(
-    runs: Sequence[SearchOutcome], acc: dict[str, float], regret: float
+def spent_to_regret(
+    runs: Sequence[SearchOutcome], acc: dict[str, float], regret: float, by_calls: bool = False
 ) -> int | None:
-    """The fewest evaluations after which the median over `runs` of the best-so-far graph's
-    regret is at most `regret` (a run without a graph yet counts as never there); None if the
-    median never gets there. A run that stopped keeps its last incumbent."""
-    grid = np.arange(1, max((len(o.steps) for o in runs), default=0) + 1)
+    """The fewest evaluations (node calls with `by_calls`) after which the median over `runs`
+    of the best-so-far graph's regret is at most `regret` (a run without a graph yet counts as
+    never there); None if the median never gets there. A run that stopped keeps its last
+    incumbent. Node calls weigh a pre-test on a few questions by what it cost, which an
+    evaluation count does not."""
+    marks = {s.node_calls if by_calls else s.evaluations for o in runs for s in o.steps}
+    grid = np.array(sorted(marks))
     if not grid.size:
         return None
-    curves = _incumbent_accuracy(runs, acc, grid, by_calls=False)
+    curves = _incumbent_accuracy(runs, acc, grid, by_calls)
     regrets = np.where(np.isnan(curves), np.inf, max(acc.values()) - curves)
-    reached = np.flatnonzero(np.median(regrets, axis=0) <= regret + 1e-9)
+    reached = np.flatnonzero(np.median(regrets, axis=0) <= regret + _TOLERANCE)
     return int(grid[reached[0]]) if reached.size else None
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
+import numpy as np
 
 from tts_opt import __version__
 from tts_opt.graph import (
@@ -35,7 +38,12 @@ from tts_opt.optimizer.objective import GraphScorer, Objective
 from tts_opt.optimizer.sample_once import SharedSampler, source_counts
 from tts_opt.optimizer.selection import Selection, select
 from tts_opt.optimizer.space import SearchSpace
+from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
+
+# Bumped when the same settings would search differently, so that an archive of the old
+# behaviour is refused on resume instead of replayed on other questions (2: seeded order).
+SEARCH_VERSION = 2
 
 
 class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -73,7 +81,7 @@ class OptimizeSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             baseline_alpha=0.0,
             sample_once=True,
         )
-        data = msgspec.json.encode([fixed, space, task.name, task.data_sha256])
+        data = msgspec.json.encode([SEARCH_VERSION, fixed, space, task.name, task.data_sha256])
         return hashlib.sha256(data).hexdigest()
 
 
@@ -108,6 +116,20 @@ def _baseline_comparison(selection: Selection, alpha: float) -> BaselineComparis
         validation=selection.validation,
         test=selection.test_comparison,
     )
+
+
+def search_order(pool: Sequence[Question], seed: int) -> tuple[Question, ...]:
+    """The validation pool in the order of the search's seed.
+
+    The pre-tests, the racing steps and the search evaluations take prefixes of this order, so
+    seeds differ in their questions, not only in their proposals: with one fixed order every seed
+    would share the same few first questions, and one unlucky prefix (the best model wrong on
+    all of them) would decide every seed alike. The pool itself is fixed (the split's first
+    questions), so a re-evaluation on all of it (the default: it is the larger stage) scores
+    every seed's finalists on the same questions; the methods of one seed share its order.
+    """
+    rng = np.random.default_rng([seed, zlib.crc32(b"question order")])
+    return tuple(pool[i] for i in rng.permutation(len(pool)))
 
 
 def final_artifact(
@@ -172,7 +194,8 @@ async def optimize(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     archive = Archive.open(archive_path, header, fresh=fresh)
-    val = task.split("val", limit=max(settings.val_questions, settings.reeval_questions))
+    pool = task.split("val", limit=max(settings.val_questions, settings.reeval_questions))
+    val = search_order(pool, settings.seed)
     ctx = SearchContext(
         space=space,
         objective=settings.objective,
