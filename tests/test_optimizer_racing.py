@@ -37,12 +37,13 @@ def search_calls(result: SearchResult) -> int:
     return sum(r.node_calls for r in result.records)
 
 
-@pytest.mark.parametrize(("val", "share"), [(20, 0.8), (100, 0.55)])
+@pytest.mark.parametrize(("val", "share"), [(20, 0.5), (100, 0.4)])
 def test_racing_keeps_the_final_choice_for_fewer_node_calls(
     tmp_path: Path, val: int, share: float
 ) -> None:
-    """Measured: 0.76 of the node calls at 20 questions, 0.42 at 100 (more looks, more to
-    save), the same shipped graph in 20 of 20 seeds at both."""
+    """Measured: 0.448 of the node calls at 20 questions, 0.310 at 100 (more looks, more to
+    save), the same shipped graph in 19 and 20 of 20 seeds. The rule was tuned on these seeds
+    and checked on 40 others (20-59): 0.498 at 20 questions, the same graph in 40 of 40."""
     same, raced_calls, fixed_calls, raced_out = 0, 0, 0, 0
     for seed in SEEDS:
         fixed, _ = run(tmp_path / f"f{seed}.jsonl", seed, race_first=0, val=val)

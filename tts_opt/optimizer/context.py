@@ -9,11 +9,12 @@ and every evaluation or agent decision already in the archive is replayed instea
 Evaluations race (`race_first`): a graph is first scored on the first few of the shared search
 questions and gets more (doubling) only while it can still beat the incumbent, the best graph
 scored on all of them. Both are scored on the same questions with the same sample seeds, so the
-comparison is paired: the graph is dropped once its utility difference to the incumbent on those
-questions stays below zero by more than `RACE_Z` standard errors of the discordant verdicts.
-Most graphs of a search are worse than the incumbent, and most of them show it within a few
-questions: their remaining questions are the node calls racing saves. Only graphs scored on
-every question can become the incumbent (a lucky short run never does).
+comparison is paired: the graph is dropped once even an optimistic projection of its margin
+over the incumbent to all the questions (its rate so far, plus `RACE_Z` standard deviations of
+the verdicts still to come) leaves it short of ending ahead. Most graphs of a search are worse
+than the incumbent or tied with it (a tie keeps the incumbent), and most of them show it within
+a few questions: their remaining questions are the node calls racing saves. Only graphs scored
+on every question can become the incumbent (a lucky short run never does).
 """
 
 from __future__ import annotations
@@ -45,7 +46,11 @@ from tts_opt.optimizer.space import Candidate, SearchSpace
 from tts_opt.tasks.schema import Question
 
 Decision = TypeVar("Decision", MultisetChoice, Proposal)
-RACE_Z = 1.0  # drop a raced graph once it trails the incumbent by this many standard errors
+# A raced graph is dropped once its margin over the incumbent, extrapolated to all questions
+# with RACE_Z standard deviations of optimism, stays below RACE_AHEAD questions: a tie keeps the
+# incumbent, so a graph must end at least one question (or its latency's worth) ahead.
+RACE_Z = 1.0
+RACE_AHEAD = 1.0
 
 
 class SearchStopped(Exception):
@@ -195,18 +200,23 @@ class SearchContext:
         return measurement, calls
 
     def _trails(self, m: Measurement, incumbent: Measurement) -> bool:
-        """Whether `m` is worse than `incumbent` on the questions it was scored on by more than
-        `RACE_Z` standard errors of the paired (discordant) verdicts. Counted in questions, so
-        that a tie at the bound is a tie, not a float's rounding."""
-        n = m.n
+        """Whether `m` can no longer end ahead of `incumbent` on all of the incumbent's
+        questions (see the module docstring). Counted in questions: the paired margin so far,
+        d = wins - losses (plus the objective's latency part, in questions), extrapolated at its
+        rate to the questions left, r, with `RACE_Z` standard deviations of their discordant
+        verdicts on top, at the rate seen so far under a uniform prior: (w + l + 1) / (n + 2),
+        so a graph that agreed on every question so far may still differ later."""
+        n, left = m.n, incumbent.n - m.n
         pairs = list(zip(m.outcomes, incumbent.outcomes[:n], strict=True))
         wins = sum(a and not b for a, b in pairs)
         losses = sum(b and not a for a, b in pairs)
         # The objective's non-accuracy part (latency), at equal accuracy.
         rest = self.objective.utility(msgspec.structs.replace(m, accuracy=0.0))
         rest -= self.objective.utility(msgspec.structs.replace(incumbent, accuracy=0.0))
-        margin = wins - losses + n * rest + RACE_Z * math.sqrt(wins + losses)
-        return margin < -1e-9
+        margin = wins - losses + n * rest
+        discordance = (wins + losses + 1) / (n + 2)
+        best_case = margin * (n + left) / n + RACE_Z * math.sqrt(left * discordance)
+        return best_case < RACE_AHEAD - 1e-9
 
     async def _measure(
         self, candidate: Candidate, stage: Stage, index: int, agent_call: int | None

@@ -42,7 +42,8 @@ from tts_opt.tasks.schema import Question
 from tts_opt.tasks.task import Task
 
 # Bumped when the same settings would search differently, so that an archive of the old
-# behaviour is refused on resume instead of replayed on other questions (2: seeded order).
+# behaviour is refused on resume instead of replayed under other rules (2: questions in a seeded
+# order, racing by a projected margin).
 SEARCH_VERSION = 2
 
 
