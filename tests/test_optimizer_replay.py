@@ -257,7 +257,7 @@ def test_regret_on_a_hand_made_table() -> None:
     assert (s.regret.q25, s.regret.median, s.regret.q75) == pytest.approx((0.15, 0.25, 0.325))
     assert (s.accuracy.q25, s.accuracy.median, s.accuracy.q75) == pytest.approx((0.575, 0.65, 0.75))
     assert s.worse_than_single == 0.25  # only "weak" is below the best single model (60%)
-    assert s.node_calls.median == 25
+    assert (s.search_node_calls.median, s.node_calls.median) == (5, 25)  # before / with final
 
 
 def test_evaluations_to_a_close_regret_follow_the_median_best_so_far() -> None:
