@@ -99,8 +99,8 @@ def replay(
     recorded; question counts may be lowered); write OUT/replay-<table>.md and .png.
 
     With --agent-model, the Agent-REINFORCE methods and TextGrad (which needs one) ask that chat
-    model: an embedded model (or one of --engines) runs in this process, its replies held to the reply schema by structured
-    outputs; the report counts how its replies came about."""
+    model: an embedded model (or one of --engines) runs in this process, its replies held to the
+    reply schema by structured outputs; the report counts how its replies came about."""
     params = locals() | options
     runs = compare_runs(methods or COMPARED_METHODS, range(seeds))
     with (

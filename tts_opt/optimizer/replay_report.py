@@ -350,8 +350,8 @@ def spent_to_regret(
 
 def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], path: Path) -> Path:
     """True accuracy of the best graph so far against evaluations and node calls: median over
-    seeds, interquartile band; a dot: the graph returned after the final (medians); dashed: the
-    table's best graph, dotted: the best single model."""
+    seeds, interquartile band, from where every seed has a graph; a dot: the graph returned after
+    the final (medians); dashed: the table's best graph, dotted: the best single model."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -371,9 +371,10 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
     ):
         for method, runs in by_method.items():
             curves = _incumbent_accuracy(runs, acc, grid, by_calls)
-            found = ~np.isnan(curves).all(axis=0)
+            # From where every seed has a graph: earlier, the seeds with one would stand for all.
+            found = ~np.isnan(curves).any(axis=0)
             x, curves = grid[found], curves[:, found]
-            q25, median, q75 = np.nanpercentile(curves, [25, 50, 75], axis=0)
+            q25, median, q75 = np.percentile(curves, [25, 50, 75], axis=0)
             (line,) = ax.plot(x, median, label=method)
             ax.fill_between(x, q25, q75, alpha=0.15, color=line.get_color())
             spent = [o.node_calls if by_calls else len(o.steps) for o in runs]
