@@ -380,9 +380,11 @@ def plot_replay(rows: Sequence[GraphRow], outcomes: Sequence[SearchOutcome], pat
             spent = [o.node_calls if by_calls else len(o.steps) for o in runs]
             returned = [acc[o.returned] for o in runs]
             ax.plot(np.median(spent), np.median(returned), "o", color=line.get_color())
-        ax.axhline(max(acc.values()), color="black", linestyle="--", linewidth=1, label="best")
+        # Under the curves: a search at the optimum must stay visible.
+        best = max(acc.values())
+        ax.axhline(best, color="black", linestyle="--", linewidth=1, label="best", zorder=0)
         if single is not None:
-            ax.axhline(single.accuracy, color="gray", linestyle=":", label="best single model")
+            ax.axhline(single.accuracy, color="gray", linestyle=":", label="best single", zorder=0)
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("true accuracy of the best graph so far")
